@@ -1,0 +1,1 @@
+"""One module per command; each defines `main` with Annotated parameters, registered in app.py."""

@@ -1,0 +1,42 @@
+"""Console output and user-facing errors.
+
+rich output goes to stderr so that machine-readable output on stdout stays parseable. A problem with the
+user's input is a `UserError`: commands print it as one line and exit non-zero, never with a traceback.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, TypeVar
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable)
+
+
+class UserError(Exception):
+    """Bad input (a file, an option, a corpus): the message names the file and the problem."""
+
+    exit_code = 1
+
+
+def fail(message: str, code: int = 1) -> None:
+    console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Decorate a command: a UserError becomes one red line and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except UserError as err:
+            fail(str(err), err.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+    return wrapper  # type: ignore[return-value]
