@@ -1,0 +1,1 @@
+"""Benchmarks behind `eegmamba benchmark`: each module returns rows (dicts) for tables, CSV and plots."""
