@@ -1,0 +1,1 @@
+"""Datasets: the corpus registry, loaders, preprocessing and the window cache."""

@@ -1,0 +1,219 @@
+"""The preprocessed window cache: what `eegmamba preprocess` writes and `eegmamba train` memory-maps.
+
+Layout of one dataset's cache, `<root>/<dataset>/`:
+
+    arrays/<recording>.npy     float32 (n_windows, C, L): the windows of one recording, in time order
+    parts/<recording>.parquet  that recording's manifest rows; written after its array, so its presence
+                               marks the recording as done (a resumed run skips it)
+    manifest.parquet           all parts concatenated, one row per window (MANIFEST_COLUMNS)
+    info.json                  written last: dataset, task, channels, sfreq, window_samples, class_names,
+                               params, fingerprint, version, counts, skipped recordings
+
+Every file is written to a temporary name and renamed, so a crash leaves either the old file or the new
+one. A cache is *finished* when info.json exists; readers refuse anything else.
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..console import UserError
+from ..io import atomic_write_bytes, atomic_write_json
+
+MANIFEST_COLUMNS = ["dataset", "subject", "session", "recording", "window", "start_s", "label", "fold"]
+PART_COLUMNS = ["subject", "session", "start_s", "label", "fold"]  # what a loader provides per window
+CACHE_FORMAT = 1
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def _check_recording_id(recording: str) -> str:
+    if not _SAFE_NAME.match(recording) or ".." in recording:
+        raise ValueError(f"recording id {recording!r} is not a safe file name")
+    return recording
+
+
+class CacheWriter:
+    """Writes one dataset's cache recording by recording; resumable and atomic."""
+
+    def __init__(self, directory: str | Path, *, dataset: str, task: str, channels: list[str],
+                 sfreq: float, window_samples: int, class_names: list[str], params: dict,
+                 fingerprint: str, version: str, overwrite: bool = False):
+        self.directory = Path(directory)
+        self.meta = dict(format=CACHE_FORMAT, dataset=dataset, task=task, channels=list(channels),
+                         sfreq=float(sfreq), window_samples=int(window_samples),
+                         class_names=list(class_names), params=params, fingerprint=fingerprint,
+                         version=version)
+        self._claim(overwrite)
+
+    @property
+    def arrays(self) -> Path:
+        return self.directory / "arrays"
+
+    @property
+    def parts(self) -> Path:
+        return self.directory / "parts"
+
+    def _claim(self, overwrite: bool) -> None:
+        """Make sure existing files belong to the same parameters, or clear them when asked to."""
+        stamp = self.directory / "fingerprint.txt"
+        if stamp.exists() and stamp.read_text().strip() != self.meta["fingerprint"]:
+            if not overwrite:
+                raise UserError(
+                    f"{self.directory}: holds a cache made with other preprocessing parameters; "
+                    "pass --overwrite to replace it or choose another --out")
+            for sub in ("arrays", "parts"):
+                shutil.rmtree(self.directory / sub, ignore_errors=True)
+            for name in ("manifest.parquet", "info.json"):
+                (self.directory / name).unlink(missing_ok=True)
+        self.arrays.mkdir(parents=True, exist_ok=True)
+        self.parts.mkdir(parents=True, exist_ok=True)
+        if not stamp.exists() or stamp.read_text().strip() != self.meta["fingerprint"]:
+            atomic_write_bytes(stamp, (self.meta["fingerprint"] + "\n").encode())
+
+    def is_done(self, recording: str) -> bool:
+        return (self.parts / f"{_check_recording_id(recording)}.parquet").exists()
+
+    def write_recording(self, recording: str, windows: np.ndarray, rows: pd.DataFrame) -> None:
+        """Store one recording: `windows` (n, C, L) float32 and `rows` with PART_COLUMNS, one per window."""
+        recording = _check_recording_id(recording)
+        n, c, length = windows.shape
+        if len(rows) != n:
+            raise ValueError(f"{recording}: {n} windows but {len(rows)} manifest rows")
+        if c != len(self.meta["channels"]) or length != self.meta["window_samples"]:
+            raise ValueError(f"{recording}: windows of shape {(c, length)}, cache expects "
+                             f"{(len(self.meta['channels']), self.meta['window_samples'])}")
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(windows, dtype=np.float32))
+        atomic_write_bytes(self.arrays / f"{recording}.npy", buf.getvalue())
+        part = rows[PART_COLUMNS].copy()
+        part.insert(0, "dataset", self.meta["dataset"])
+        part.insert(3, "recording", recording)
+        part.insert(4, "window", np.arange(n, dtype=np.int64))
+        part = _normalise_types(part)
+        buf = io.BytesIO()
+        part.to_parquet(buf, index=False)
+        atomic_write_bytes(self.parts / f"{recording}.parquet", buf.getvalue())
+
+    def finalize(self, skipped: list[dict] | None = None) -> "WindowCache":
+        """Concatenate the parts into manifest.parquet, then write info.json (the 'finished' mark)."""
+        files = sorted(self.parts.glob("*.parquet"))
+        frames = [pd.read_parquet(f) for f in files]
+        manifest = (pd.concat(frames, ignore_index=True) if frames
+                    else pd.DataFrame({c: [] for c in MANIFEST_COLUMNS}))
+        manifest = _normalise_types(manifest[MANIFEST_COLUMNS])
+        buf = io.BytesIO()
+        manifest.to_parquet(buf, index=False)
+        atomic_write_bytes(self.directory / "manifest.parquet", buf.getvalue())
+        counts = {str(k): int(v) for k, v in manifest["label"].value_counts().sort_index().items()}
+        info = dict(self.meta, n_windows=int(len(manifest)), n_recordings=len(files),
+                    n_subjects=int(manifest["subject"].nunique()), windows_per_label=counts,
+                    skipped=list(skipped or []))
+        atomic_write_json(self.directory / "info.json", info)
+        return WindowCache(self.directory)
+
+
+def _normalise_types(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    for col in ("dataset", "subject", "session", "recording"):
+        if col in df:
+            df[col] = df[col].astype(str)
+    for col, dtype in (("window", np.int64), ("label", np.int64), ("fold", np.int64),
+                       ("start_s", np.float64)):
+        if col in df:
+            df[col] = df[col].astype(dtype)
+    return df
+
+
+class WindowCache:
+    """Read-only view of a finished cache; windows are memory-mapped, one file per recording."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        info_path = self.directory / "info.json"
+        if not info_path.exists():
+            raise UserError(f"{self.directory}: not a finished eegmamba cache (no info.json); "
+                            "run `eegmamba preprocess` first")
+        try:
+            self.info = json.loads(info_path.read_text())
+            self.manifest = pd.read_parquet(self.directory / "manifest.parquet")
+        except (OSError, ValueError) as err:
+            raise UserError(f"{self.directory}: unreadable cache ({err})") from err
+        if self.info.get("format") != CACHE_FORMAT:
+            raise UserError(f"{self.directory}: cache format {self.info.get('format')} is not "
+                            f"supported (expected {CACHE_FORMAT}); preprocess again")
+        self._maps: dict[str, np.ndarray] = {}
+
+    # --- metadata ---------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.info["dataset"]
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self.info["channels"])
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.info["class_names"])
+
+    @property
+    def window_samples(self) -> int:
+        return int(self.info["window_samples"])
+
+    @property
+    def fingerprint(self) -> str:
+        return self.info["fingerprint"]
+
+    def __len__(self) -> int:
+        return len(self.manifest)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.manifest["label"].to_numpy(np.int64)
+
+    @property
+    def subjects(self) -> np.ndarray:
+        return self.manifest["subject"].to_numpy(str)
+
+    @property
+    def folds(self) -> np.ndarray:
+        return self.manifest["fold"].to_numpy(np.int64)
+
+    # --- data -------------------------------------------------------------------------------
+    def _array(self, recording: str) -> np.ndarray:
+        if recording not in self._maps:
+            path = self.arrays_dir / f"{_check_recording_id(recording)}.npy"
+            try:
+                self._maps[recording] = np.load(path, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as err:
+                raise UserError(f"{path}: unreadable window array ({err})") from err
+        return self._maps[recording]
+
+    @property
+    def arrays_dir(self) -> Path:
+        return self.directory / "arrays"
+
+    def windows(self, indices) -> np.ndarray:
+        """Windows for manifest rows `indices`: float32 (len(indices), C, L), in the order given."""
+        indices = np.asarray(indices, dtype=np.int64)
+        rows = self.manifest.iloc[indices]
+        out = np.empty((len(indices), len(self.channels), self.window_samples), dtype=np.float32)
+        for rec, pos in rows.groupby("recording", sort=False).indices.items():
+            out[pos] = self._array(rec)[rows["window"].to_numpy()[pos]]
+        return out
+
+
+def find_caches(root: str | Path) -> dict[str, WindowCache]:
+    """Every finished cache directly under `root`, by dataset name."""
+    root = Path(root)
+    found = {}
+    for info in sorted(root.glob("*/info.json")):
+        cache = WindowCache(info.parent)
+        found[cache.name] = cache
+    return found
