@@ -6,6 +6,7 @@ import scipy.io
 
 from eegmamba_cli.data.base import RecordingError
 from eegmamba_cli.data.corpora.bciiv2a import CORPUS, GDF_LABELS
+from eegmamba_cli.data.registry import get_corpus
 from eegmamba_cli.data.gdf import read_header
 from tests.fixtures.bciiv2a import (E_CLASSLABEL, LABELS, N_SAMPLES, T_CUES, digital_samples, events,
                                     physical, signals, write_bci_file, write_bci_tree)
@@ -58,6 +59,7 @@ def test_header_reader_matches_the_writer(tmp_path, version):
 # -- discovery ---------------------------------------------------------------------------------------------
 
 def test_info():
+    assert get_corpus("bciiv2a") is CORPUS
     info = CORPUS.info
     assert (info.name, info.task, info.access, info.native_sfreq, info.window_s) == \
         ("bciiv2a", "mi", "open", 250.0, 3.0)

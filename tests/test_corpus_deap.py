@@ -8,6 +8,7 @@ import pytest
 from eegmamba_cli.console import UserError
 from eegmamba_cli.data.base import RecordingError
 from eegmamba_cli.data.corpora.deap import CORPUS
+from eegmamba_cli.data.registry import get_corpus
 from tests.fixtures.deap import N_SAMPLES, channel_constant, make_data, write_deap
 
 # valence, arousal, dominance, liking; trial 0 sits exactly on the 4.5 threshold (not above it)
@@ -28,6 +29,7 @@ def raw(tmp_path):
 
 
 def test_info():
+    assert get_corpus("deap") is CORPUS
     info = CORPUS.info
     assert (info.name, info.task, info.access, info.native_sfreq, info.window_s) == \
         ("deap", "emotion", "agreement", 128.0, 60.0)

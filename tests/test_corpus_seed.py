@@ -6,6 +6,7 @@ import scipy.io
 from eegmamba_cli.console import UserError
 from eegmamba_cli.data.base import RecordingError
 from eegmamba_cli.data.corpora.seed import CORPUS, FILE_CHANNELS, window_starts
+from eegmamba_cli.data.registry import get_corpus
 from tests.fixtures.seed import LONG_TRIALS, N_CHANNELS, trial_array, trial_value, write_seed_tree, write_session
 
 
@@ -21,6 +22,7 @@ def _ref(raw, recording):
 
 
 def test_info():
+    assert get_corpus("seed") is CORPUS
     info = CORPUS.info
     assert (info.name, info.task, info.access, info.native_sfreq, info.window_s) == \
         ("seed", "emotion", "agreement", 200.0, 20.0)

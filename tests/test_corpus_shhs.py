@@ -5,6 +5,7 @@ import pytest
 from eegmamba_cli.console import UserError
 from eegmamba_cli.data.base import RecordingError
 from eegmamba_cli.data.corpora.shhs import CORPUS, NO_LIST_NOTE, read_subject_list
+from eegmamba_cli.data.registry import get_corpus
 from tests.fixtures.shhs import (BILLION_LAUGHS, EXPECTED_A, EXPECTED_B, EXTERNAL_ENTITY, RATES, SUBJECT_A,
                                  eeg_signal, edf_path, write_shhs_edf, write_shhs_tree, xml_path)
 
@@ -15,6 +16,7 @@ def raw(tmp_path):
 
 
 def test_info():
+    assert get_corpus("shhs") is CORPUS
     info = CORPUS.info
     assert (info.name, info.task, info.access, info.native_sfreq, info.window_s) == \
         ("shhs", "sleep", "agreement", 125.0, 30.0)

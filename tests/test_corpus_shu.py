@@ -4,6 +4,7 @@ import pytest
 
 from eegmamba_cli.data.base import RecordingError
 from eegmamba_cli.data.corpora.shu import CORPUS, FILE_CHANNELS
+from eegmamba_cli.data.registry import get_corpus
 from tests.fixtures.shu import N_SAMPLES, SUB1_LABELS, make_data, trial_value, write_shu, write_shu_tree
 
 
@@ -13,6 +14,7 @@ def raw(tmp_path_factory):
 
 
 def test_info():
+    assert get_corpus("shu") is CORPUS
     info = CORPUS.info
     assert (info.name, info.task, info.access, info.native_sfreq, info.window_s) == ("shu", "mi", "open", 250.0, 4.0)
     assert info.licence == "CC BY 4.0" and info.class_names == ("left hand", "right hand")
