@@ -6,8 +6,8 @@ import scipy.io
 
 from eegmamba_cli.data.base import RecordingError
 from eegmamba_cli.data.corpora.bciiv2a import CORPUS, GDF_LABELS
-from eegmamba_cli.data.registry import get_corpus
 from eegmamba_cli.data.gdf import read_header
+from eegmamba_cli.data.registry import get_corpus
 from tests.fixtures.bciiv2a import (E_CLASSLABEL, LABELS, N_SAMPLES, T_CUES, digital_samples, events,
                                     physical, signals, write_bci_file, write_bci_tree)
 
