@@ -108,6 +108,12 @@ def test_unknown_stage_and_misaligned_run(raw):
     path.write_text(original.replace("<Start>120.0</Start>", "<Start>125.0</Start>"))
     with pytest.raises(RecordingError, match=r"not aligned to 30-s epochs"):
         CORPUS.read(CORPUS.find_recordings(raw, {"200010"})[0])
+    path.write_text(original.replace("<Start>120.0</Start>", "<Start>soon</Start>"))
+    with pytest.raises(RecordingError, match=r"stage run 'REM sleep\|5' at soon s is not aligned"):
+        CORPUS.read(CORPUS.find_recordings(raw, {"200010"})[0])
+    path.write_text(original.replace("<EpochLength>30</EpochLength>", "<EpochLength>20</EpochLength>"))
+    with pytest.raises(RecordingError, match=r"EpochLength is '20', expected 30"):
+        CORPUS.read(CORPUS.find_recordings(raw, {"200010"})[0])
 
 
 def test_missing_channel_lists_what_the_file_has(raw, monkeypatch):

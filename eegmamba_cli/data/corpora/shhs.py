@@ -136,9 +136,8 @@ def read_stages(path: Path) -> dict[int, int]:
         raise RecordingError(f"{path.name}: cannot parse the annotation XML ({err})") from None
     root = tree.getroot()
     epoch_text = _text(root, "EpochLength") or str(EPOCH_S)
-    epoch = float(epoch_text)
-    if epoch != EPOCH_S:
-        raise RecordingError(f"{path.name}: EpochLength is {epoch_text}, expected 30")
+    if _number(epoch_text) != EPOCH_S:
+        raise RecordingError(f"{path.name}: EpochLength is {epoch_text!r}, expected 30")
     stages: dict[int, int] = {}
     for event in root.iter("ScoredEvent"):
         if not _text(event, "EventType").startswith("Stages"):
@@ -147,10 +146,8 @@ def read_stages(path: Path) -> dict[int, int]:
         code = concept.rpartition("|")[2]
         if code not in STAGE_CLASSES:
             raise RecordingError(f"{path.name}: unknown sleep stage {concept!r}")
-        try:
-            first, count = float(_text(event, "Start")) / epoch, float(_text(event, "Duration")) / epoch
-        except ValueError:
-            raise RecordingError(f"{path.name}: stage {concept!r} has no numeric Start/Duration") from None
+        first = _number(_text(event, "Start")) / EPOCH_S
+        count = _number(_text(event, "Duration")) / EPOCH_S
         if not (_whole(first) and _whole(count)):
             raise RecordingError(f"{path.name}: stage run {concept!r} at {_text(event, 'Start')} s is not "
                                  "aligned to 30-s epochs")
@@ -161,6 +158,14 @@ def read_stages(path: Path) -> dict[int, int]:
             else:
                 stages.pop(index, None)
     return stages
+
+
+def _number(text: str) -> float:
+    """A float, or NaN for anything unreadable (which then fails the alignment checks)."""
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
 
 
 def _whole(value: float) -> bool:
