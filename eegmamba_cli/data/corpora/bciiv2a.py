@@ -99,17 +99,27 @@ def _read_gdf(path: Path) -> tuple[np.ndarray, mne.Annotations, float, np.ndarra
     return data, raw.annotations, float(raw.info["sfreq"]), floor
 
 
+def _gap_mask(data: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """True where every EEG channel sits at its digital minimum (MNE maps it to the physical minimum)."""
+    tolerance = 1e-6 * np.maximum(1.0, np.abs(floor))[:, None]  # far below one int16 step
+    return np.all(np.abs(data - floor[:, None]) <= tolerance, axis=0)
+
+
+def _stretches(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of every run of True values."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
 def _segments(data: np.ndarray, floor: np.ndarray, run_starts: list[int]) -> list[tuple[int, int]]:
     """[start, stop) sample ranges of continuous signal: split at run starts, gap stretches removed."""
-    at_floor = np.all(np.abs(data - floor[:, None]) <= 1e-6 * np.maximum(1.0, np.abs(floor[:, None])), axis=0)
+    gap = _gap_mask(data, floor)
     cuts = sorted({0, data.shape[1], *[s for s in run_starts if 0 < s < data.shape[1]]})
     segments = []
     for start, stop in zip(cuts[:-1], cuts[1:]):
-        inside = at_floor[start:stop]
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], inside.astype(np.int8), [0]])))
-        gaps = [(a, b) for a, b in zip(edges[::2], edges[1::2]) if b - a >= GAP_MIN_SAMPLES]
-        bounds = [start] + [start + x for gap in gaps for x in gap] + [stop]
-        segments += [(a, b) for a, b in zip(bounds[::2], bounds[1::2]) if b > a]
+        gaps = [(start + a, start + b) for a, b in _stretches(gap[start:stop]) if b - a >= GAP_MIN_SAMPLES]
+        edges = [start, *[edge for g in gaps for edge in g], stop]  # signal lies between consecutive gaps
+        segments += [(a, b) for a, b in zip(edges[::2], edges[1::2]) if b > a]
     return segments
 
 
