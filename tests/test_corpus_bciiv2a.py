@@ -131,6 +131,12 @@ def test_gap_alone_splits_runs(tmp_path):
         ((22, 4500), 0.0, [(6.0, 0), (13.0, 1)]), ((22, 3900), 18.4, [(3.6, 2), (10.6, 3)])]
 
 
+def test_a_brief_clip_to_the_minimum_is_no_gap(tmp_path):
+    write_bci_file(tmp_path / "A03T.gdf", T_CUES, floor_stretches=[(4500, 4600), (1700, 1709)])
+    assert _summary(CORPUS.read(CORPUS.find_recordings(tmp_path)[0])) == [
+        ((22, 4500), 0.0, [(6.0, 0), (13.0, 1)]), ((22, 3900), 18.4, [(3.6, 2), (10.6, 3)])]
+
+
 def test_run_start_alone_splits_runs(tmp_path, monkeypatch):
     from tests.fixtures import bciiv2a as fixture
     monkeypatch.setattr(fixture, "GAP", (4500, 4500))  # no gap samples; 32766 at sample 4500
