@@ -119,6 +119,8 @@ def test_classes_come_from_the_description_not_event_ids(raw):
 
 
 def test_rejected_trials_dropped_on_request(raw):
+    assert CORPUS.default_options() == {"drop_rejected": False, "true_labels_dir": None}
+    assert _summary(_read(raw, "A01T", {"drop_rejected": "false"})) == _summary(_read(raw, "A01T"))
     rec = _read(raw, "A01T", {"drop_rejected": True})
     assert [p.windows for p in rec.pieces] == [[(6.0, 0)], [(3.6, 2), (10.6, 3)]]
     rec = _read(raw, "A01E", {"drop_rejected": True})  # the label sequence still advances past trial 2

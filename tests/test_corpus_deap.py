@@ -75,6 +75,7 @@ def test_python3_pickle_reads_the_same_way(raw):
     ({"threshold": 6.5}, [0, 0], [0]),
 ])
 def test_label_options(raw, options, s01, s07):
+    assert CORPUS.default_options() == {"dimension": "valence", "threshold": 4.5}
     refs = CORPUS.find_recordings(raw)
     got = [[w[0][1] for w in (p.windows for p in CORPUS.read(ref, options).pieces)] for ref in refs]
     assert got == [s01, s07]

@@ -70,6 +70,7 @@ def test_other_sessions_and_subject_prefix(raw):
 
 
 def test_stride_option(raw):
+    assert CORPUS.default_options() == {"stride_s": 2.0}
     rec = CORPUS.read(_ref(raw, "1_20131027"), {"stride_s": 4.0})
     assert [p.windows for p in rec.pieces] == [[(0.0, 1)], [(0.0, 2), (4.0, 2)], [(0.0, 0)]]
     with pytest.raises(UserError, match="stride_s"):

@@ -51,9 +51,11 @@ def test_stage_runs_expand_and_truncate_to_the_shorter_length(raw):
     assert b.pieces[0].windows == EXPECTED_B == [(0.0, 1), (30.0, 3), (60.0, 2), (90.0, 2)]
 
 
-def test_without_a_subject_list_every_subject_is_used_with_a_note(raw):
+def test_without_a_subject_list_every_subject_is_used_with_a_note(raw, capsys):
     assert CORPUS.notes() == [NO_LIST_NOTE] and "329" in NO_LIST_NOTE
-    configured = CORPUS.configure({})
+    assert CORPUS.default_options() == {"subjects_file": None}
+    configured = CORPUS.configure(raw, {"subjects_file": None})
+    assert "note: SHHS: no subjects_file given" in " ".join(capsys.readouterr().err.split())
     assert configured.notes() == [NO_LIST_NOTE] and len(configured.find_recordings(raw)) == 2
     assert (configured.fold_of("200010"), configured.fold_of("203000")) == (1, 3)
 
@@ -61,12 +63,18 @@ def test_without_a_subject_list_every_subject_is_used_with_a_note(raw):
 def test_subject_list_selects_subjects_and_folds(raw, tmp_path):
     listing = tmp_path / "selected.csv"
     listing.write_text("nsrrid,ahi\n# paper selection\n200010,1.2\nshhs1-204100,0.5\n")
-    corpus = CORPUS.configure({"subjects_file": str(listing)})
+    corpus = CORPUS.configure(raw, {"subjects_file": str(listing)})
     assert corpus.notes() == [] and corpus.selected == {"200010", "204100"}
     assert [r.id for r in corpus.find_recordings(raw)] == ["shhs1-200010"]
     # only listed subjects belong to a fold
     assert (corpus.fold_of("200010"), corpus.fold_of("204100"), corpus.fold_of("203000")) == (1, 4, 0)
     assert CORPUS.selected is None  # the registry's instance is unchanged
+
+
+def test_relative_subject_list_is_also_looked_up_in_the_raw_folder(raw):
+    (raw / "paper-329.txt").write_text("203000\n")
+    corpus = CORPUS.configure(raw, {"subjects_file": "paper-329.txt"})
+    assert [r.id for r in corpus.find_recordings(raw)] == ["shhs1-203000"]
 
 
 @pytest.mark.parametrize("text, message", [

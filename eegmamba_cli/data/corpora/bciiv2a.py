@@ -24,6 +24,7 @@ import mne
 import numpy as np
 import scipy.io
 
+from ...console import UserError
 from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
 from ..gdf import GdfError, check_complete, read_header
 
@@ -57,6 +58,16 @@ def canonical_subject(text: str) -> str:
     """'1', '01', 'A1', 'A01', 'a01' -> 'A01'."""
     match = re.fullmatch(r"a?0*([1-9])", str(text).strip().lower())
     return f"A0{match.group(1)}" if match else str(text)
+
+
+def _flag(value) -> bool:
+    """A yes/no option given as a bool or as text ("false" must not read as True)."""
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", "none", ""):
+        return False
+    raise UserError(f"bciiv2a: drop_rejected must be true or false, not {value!r}")
 
 
 def _folder(raw: Path) -> Path:
@@ -164,6 +175,9 @@ class BciIv2aCorpus(Corpus):
         raw_hint="A01T.gdf ... A09E.gdf (BCICIV_2a_gdf.zip) plus A01E.mat ... A09E.mat (true_labels.zip)",
     )
 
+    def default_options(self) -> dict:
+        return {"drop_rejected": False, "true_labels_dir": None}
+
     def find_recordings(self, raw: Path, subjects: set[str] | None = None) -> list[RecordingRef]:
         raw = Path(raw)
         folder = _folder(raw)
@@ -205,7 +219,7 @@ class BciIv2aCorpus(Corpus):
             looked = options.get("true_labels_dir") or ", ".join(ref.extra.get("label_dirs", []))
             raise RecordingError(f"{path.name}: true labels {ref.id}.mat not found (looked in {looked}); "
                                  "get true_labels.zip from the BCI Competition IV results page")
-        trials = _cue_labels(annotations, true_labels, path, bool(options.get("drop_rejected", False)))
+        trials = _cue_labels(annotations, true_labels, path, _flag(options.get("drop_rejected", False)))
         run_starts = [round(o * sfreq) for o, d in zip(annotations.onset, annotations.description)
                       if str(d) == RUN_START]
         size = round(WINDOW_S * sfreq)

@@ -105,6 +105,9 @@ class DeapCorpus(Corpus):
         raw_hint="data_preprocessed_python/s01.dat ... s32.dat",
     )
 
+    def default_options(self) -> dict:
+        return {"dimension": "valence", "threshold": 4.5}
+
     def find_recordings(self, raw: Path, subjects: set[str] | None = None) -> list[RecordingRef]:
         folder = _folder(Path(raw))
         wanted = {canonical_subject(s) for s in subjects} if subjects else None

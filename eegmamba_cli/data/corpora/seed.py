@@ -124,6 +124,9 @@ class SeedCorpus(Corpus):
         raw_hint="Preprocessed_EEG/<subject>_<YYYYMMDD>.mat and Preprocessed_EEG/label.mat",
     )
 
+    def default_options(self) -> dict:
+        return {"stride_s": STRIDE_S}
+
     def find_recordings(self, raw: Path, subjects: set[str] | None = None) -> list[RecordingRef]:
         folder = _folder(Path(raw))
         wanted = {canonical_subject(s) for s in subjects} if subjects else None

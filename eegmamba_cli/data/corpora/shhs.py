@@ -10,8 +10,8 @@ One recording per night (shhs1 only). It is read as one piece: the whole `EEG` c
 at its own rate; MNE without `include` would upsample the EEG to the 250-Hz ECG.
 
 The paper keeps 329 subjects (AHI < 5) but does not print the list. The user supplies it as a file
-(option `subjects_file`, applied with `CORPUS.configure(options)`); without it every subject found is
-used and `notes()` says so. The toolkit never guesses the list.
+(option `subjects_file`, applied by `configure`); without it every subject found is used and a note
+says so. The toolkit never guesses the list.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import defusedxml.ElementTree as SafeET
 import numpy as np
 import pyedflib
 
-from ...console import UserError
+from ...console import UserError, console
 from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
 
 EDF_DIR = Path("polysomnography/edfs/shhs1")
@@ -193,10 +193,22 @@ class ShhsCorpus(Corpus):
     def __init__(self, selected: frozenset[str] | None = None):
         self.selected = selected
 
-    def configure(self, options: dict | None) -> "ShhsCorpus":
-        """A copy bound to the user's subject list (option `subjects_file`), or to none."""
-        path = (options or {}).get("subjects_file")
-        return ShhsCorpus(read_subject_list(path) if path else None)
+    def default_options(self) -> dict:
+        return {"subjects_file": None}
+
+    def configure(self, raw: Path, options: dict | None) -> "ShhsCorpus":
+        """A copy bound to the user's subject list (option `subjects_file`), or to none (with a note).
+
+        A relative path is looked up in the working directory, then in the raw folder.
+        """
+        value = (options or {}).get("subjects_file")
+        if not value:
+            console.print(f"[yellow]note:[/] {NO_LIST_NOTE}", highlight=False, soft_wrap=True)
+            return ShhsCorpus(None)
+        path = Path(value)
+        if not path.is_absolute() and not path.exists() and (Path(raw) / path).exists():
+            path = Path(raw) / path
+        return ShhsCorpus(read_subject_list(path))
 
     def notes(self) -> list[str]:
         return [] if self.selected is not None else [NO_LIST_NOTE]
@@ -225,7 +237,7 @@ class ShhsCorpus(Corpus):
             raise RecordingError(f"{edf_path.name}: annotation file {xml_path.name} not found in "
                                  f"{xml_path.parent}")
         stages = read_stages(xml_path)
-        data, sfreq = read_eeg(edf_path, (options or {}).get("channel", CHANNEL))
+        data, sfreq = read_eeg(edf_path, CHANNEL)
         # keep epochs that are scored and lie wholly inside the EDF (the two lengths can differ)
         n_epochs = int(data.shape[1] // round(EPOCH_S * sfreq))
         windows = [(index * EPOCH_S, label) for index, label in sorted(stages.items())
