@@ -51,7 +51,8 @@ def test_read_trials_in_numeric_key_order_with_their_labels(raw):
     for piece, trial in zip(rec.pieces, trials):
         assert piece.sfreq == 200.0 and piece.data.dtype == np.float64
         assert piece.data.shape == (62, LONG_TRIALS[trial])
-        np.testing.assert_array_equal(piece.data[:, -1], [trial_value(trial, c) for c in range(N_CHANNELS)])
+        np.testing.assert_array_equal(piece.data[:, 0], [trial_value(trial, c) for c in range(N_CHANNELS)])
+        np.testing.assert_array_equal(piece.data, trial_array(trial, LONG_TRIALS[trial]))
     # label.mat: trial 2 -> 0 (neutral, class 1), trial 10 -> 1 (positive, 2), trial 12 -> -1 (negative, 0)
     assert [p.windows for p in rec.pieces] == [
         [(0.0, 1)],

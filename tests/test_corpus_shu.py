@@ -39,6 +39,7 @@ def test_read_one_piece_and_window_per_trial(raw):
     for trial, piece in enumerate(rec.pieces):
         assert piece.sfreq == 250.0 and piece.data.shape == (32, N_SAMPLES) and piece.data.dtype == np.float64
         np.testing.assert_array_equal(piece.data[:, 0], [trial_value(trial, c) for c in range(32)])
+        np.testing.assert_array_equal(piece.data, make_data(6)[trial])
         assert piece.offset_s == trial * 4.0
     # labels [[1,2,1,2,2,1]] (uint8, 1-based) -> 0/1
     assert [p.windows for p in rec.pieces] == [[(0.0, label - 1)] for label in SUB1_LABELS]
