@@ -182,15 +182,13 @@ class BciIv2aCorpus(Corpus):
         raw = Path(raw)
         folder = _folder(raw)
         wanted = {canonical_subject(s) for s in subjects} if subjects else None
-        refs = []
-        found = [(FILE_NAME.match(p.name), p) for p in folder.iterdir()] if folder.is_dir() else []
-        # subject order, the training session (T) before the evaluation session (E)
-        for match, path in sorted(((m, p) for m, p in found if m), key=lambda mp: (mp[0][1], mp[0][2] != "T")):
-            subject, session = f"A0{match.group(1)}", match.group(2)
-            if wanted is not None and subject not in wanted:
-                continue
-            refs.append(self._ref(raw, path, subject, session))
-        return refs
+        found = []
+        for path in folder.iterdir() if folder.is_dir() else []:
+            match = FILE_NAME.match(path.name)
+            if match:  # sorted below by subject, then the training session (T) before the evaluation (E)
+                found.append((f"A0{match.group(1)}", match.group(2) != "T", match.group(2), path))
+        return [self._ref(raw, path, subject, session) for subject, _, session, path in sorted(found)
+                if wanted is None or subject in wanted]
 
     @staticmethod
     def _ref(raw: Path, path: Path, subject: str, session: str) -> RecordingRef:
