@@ -99,6 +99,9 @@ class EEGMamba(DatasetRouter):
         i = self.dataset_index(dataset)
         self.check_input(x, i, lengths)
         tokens, n = self.st(x, i, lengths)  # (B, N+1, D), (B,) valid tokens or None
+        cls_at = self._class_token_positions(tokens, n)  # (B,)
+        if self.config.cls_position == "last":
+            tokens = move_class_token_last(tokens, cls_at)
         mask = None if n is None else length_mask(n, tokens.shape[1])  # (B, N+1)
         task = None if self.task_tokens is None else self.task_tokens[i]  # (D,)
         balance, z = [], []
@@ -109,8 +112,18 @@ class EEGMamba(DatasetRouter):
             if aux is not None:
                 balance.append(aux["balance"])
                 z.append(aux["z"])
-        logits = self.heads[i](self.norm_f(tokens[:, 0]))  # class token -> (B, K_i)
+        cls = tokens[torch.arange(tokens.shape[0], device=tokens.device), cls_at]  # (B, D)
+        logits = self.heads[i](self.norm_f(cls))  # (B, K_i)
         return logits, {"balance": _mean(balance, tokens), "z": _mean(z, tokens)}
+
+    def _class_token_positions(self, tokens, n):
+        """Index of the class token in each row: 0, or the row's last valid token when placed last."""
+        b, length = tokens.shape[:2]
+        if self.config.cls_position == "first":
+            return torch.zeros(b, dtype=torch.long, device=tokens.device)
+        if n is None:
+            return torch.full((b,), length - 1, dtype=torch.long, device=tokens.device)
+        return n.to(tokens.device) - 1
 
     def loss(self, logits, y, aux):
         """L = CE + lambda_b * mean balance + lambda_z * mean z (spec §5). Returns (total, detached parts)."""
@@ -118,6 +131,14 @@ class EEGMamba(DatasetRouter):
         total = ce + self.config.balance_loss_weight * aux["balance"] + self.config.z_loss_weight * aux["z"]
         parts = {"ce": ce, "balance": aux["balance"], "z": aux["z"], "total": total}
         return total, {k: v.detach() for k, v in parts.items()}
+
+
+def move_class_token_last(tokens, last):
+    """Per row, [cls, t1..tn, pads] -> [t1..tn, cls, pads]; `last` (B,) is the row's last valid index."""
+    t = torch.arange(tokens.shape[1], device=tokens.device)[None, :]  # (1, T)
+    last = last[:, None]  # (B, 1)
+    src = torch.where(t < last, t + 1, torch.where(t == last, torch.zeros_like(t), t))  # (B, T)
+    return tokens.gather(1, src[..., None].expand(-1, -1, tokens.shape[2]))  # (B, T, D)
 
 
 def _mean(values, like):

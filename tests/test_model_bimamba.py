@@ -9,14 +9,6 @@ from models import BiMamba, BiMambaBlock, MambaConfig
 from models.bimamba import reverse_within_length
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Many tiny ops (the reference scan loops over tokens): on 2 shared cores, 2 threads spin and wait
-    ~10x longer than 1 thread computes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 D_MODEL = 16  # small: the reference scan is a Python loop over tokens

@@ -7,14 +7,6 @@ import torch
 from models import MoEBlock, MoEConfig, TaskAwareMoE
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Many tiny ops (the reference scan loops over tokens): on 2 shared cores, 2 threads spin and wait
-    ~10x longer than 1 thread computes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 D_MODEL = 16

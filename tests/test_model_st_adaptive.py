@@ -6,14 +6,6 @@ from models import EEGMambaConfig
 from models.st_adaptive import SMALL_BRANCH, WIDE_BRANCH, STAdaptive, branch_tokens, pack_tokens, token_count
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Many tiny ops (the reference scan loops over tokens): on 2 shared cores, 2 threads spin and wait
-    ~10x longer than 1 thread computes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # Spec §2.2: L -> (N_s, N_w) with "same" padding, and N_s + N_w + 1 with "valid" padding.

@@ -5,14 +5,6 @@ import torch
 from models import DatasetSpec, EEGMambaConfig, TransformerBaseline, preset
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Many tiny ops (the reference scan loops over tokens): on 2 shared cores, 2 threads spin and wait
-    ~10x longer than 1 thread computes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 CFG = EEGMambaConfig(d_model=16, n_layers=2, use_moe=False)
