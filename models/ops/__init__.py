@@ -2,13 +2,10 @@
 
 Modules hold the parameters; these functions hold the math (mamba_ssm's signatures and shapes).
 """
-from .backend import KernelUnavailableError, backend_name, set_backend
+from .backend import KernelUnavailableError, backend_name, describe_backend, set_backend
 from .causal_conv1d import causal_conv1d_fn, causal_conv1d_ref, causal_conv1d_torch
-from .selective_scan import selective_scan_ref
+from .selective_scan import selective_scan_fast, selective_scan_fn, selective_scan_ref
 
-# Until the fast scan lands, the dispatcher is the reference.
-selective_scan_fn = selective_scan_ref
-
-__all__ = ["selective_scan_fn", "selective_scan_ref",
+__all__ = ["selective_scan_fn", "selective_scan_ref", "selective_scan_fast",
            "causal_conv1d_fn", "causal_conv1d_ref", "causal_conv1d_torch",
-           "backend_name", "set_backend", "KernelUnavailableError"]
+           "backend_name", "set_backend", "describe_backend", "KernelUnavailableError"]

@@ -77,3 +77,23 @@ def cuda_op(op: str, tensor) -> Callable | None:
             f"EEGMAMBA_BACKEND=cuda runs {op} only on CUDA tensors, got a {tensor.device} tensor; "
             "use EEGMAMBA_BACKEND=auto to run CPU tensors on our own ops.")
     return kernel
+
+
+def describe_backend() -> dict:
+    """Environment report: the switch, the CPU scan in use (and why), the CUDA kernels."""
+    import torch
+
+    from . import cpu_kernel
+
+    kernel = cpu_kernel.status()
+    report = {
+        "backend": backend_name(),
+        "cpu_scan": (f"C kernel ({torch.get_num_threads()} threads)" if kernel["available"]
+                     else "torch loop"),
+        "cpu_kernel": kernel,
+        "cuda_available": torch.cuda.is_available(),
+    }
+    for op, (package, _, _) in CUDA_OPS.items():
+        fn, why = probe_cuda_op(op)
+        report[package] = {"available": fn is not None, "reason": why}
+    return report
