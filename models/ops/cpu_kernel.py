@@ -175,8 +175,10 @@ def scan_backward(u, delta, A, Bt, Ct, D, z, delta_bias, dout, dlast, softplus: 
     batch, dim, length = u.shape
     nstate = A.shape[1]
     threads = torch.get_num_threads()
-    # Enough (b, channel block) tasks to keep every thread busy even for batch 1.
-    blocks = max(1, min(dim, -(-2 * threads // batch)))
+    # About 8 (b, channel block) tasks per thread, so that threads stay busy for batch 1 and a
+    # preempted thread's work can be taken over; blocks of >= 16 channels keep the per-block
+    # dB/dC partial sums (blocks x B x L x N) below 1/16 of the row work.
+    blocks = max(1, min(-(-8 * threads // batch), dim // 16))
     du, ddelta = torch.empty_like(u), torch.empty_like(u)  # (B, D, L)
     dz = torch.empty_like(u) if z is not None else None
     dA_row = u.new_empty(batch, dim, nstate)  # (B, D, N), summed over B below

@@ -30,9 +30,11 @@ typedef int64_t i64;
 
 #define INLINE static inline __attribute__((always_inline))
 
-INLINE float softplus(float x) { return x <= 20.f ? log1pf(expf(x)) : x; }       /* as torch */
-INLINE float softplus_grad(float x) { return x <= 20.f ? 1.f / (1.f + expf(-x)) : 1.f; }
-INLINE float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
+/* Exponent arguments are clamped so that expf never returns inf: under -ffast-math, 1/(1+inf)
+ * may be computed as a reciprocal estimate plus a Newton step, and that gives 0 * inf = NaN. */
+INLINE float sigmoid(float x) { return 1.f / (1.f + expf(fminf(-x, 80.f))); }
+INLINE float softplus(float x) { return x <= 20.f ? log1pf(expf(fminf(x, 20.f))) : x; } /* as torch */
+INLINE float softplus_grad(float x) { return x <= 20.f ? sigmoid(x) : 1.f; }
 
 /* dt_t for one row, vectorised over time. */
 INLINE void row_dt(i64 L, const float *restrict delta, float bias, int use_softplus,
@@ -106,7 +108,9 @@ int ss_fwd_f32(const float *u, const float *delta, const float *A, const float *
 #pragma omp atomic write
             failed = 1;
         }
-#pragma omp for schedule(static)
+        /* Dynamic, a few rows at a time: on a shared machine a preempted thread's rows are
+         * picked up by the others instead of everyone waiting for it at the barrier. */
+#pragma omp for schedule(dynamic, 4)
         for (i64 r = 0; r < rows; r++) {
             if (!buf) continue;
             const i64 b = r / dim, d = r % dim;
