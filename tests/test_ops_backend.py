@@ -18,10 +18,10 @@ def switch(monkeypatch):
     probe = backend.probe_cuda_op  # the cached original, even if a test replaces it
 
     def set_to(name: str | None, *, missing_kernels: bool = False):
+        # setenv first, so that undo() also removes what set_backend() writes into os.environ
+        monkeypatch.setenv("EEGMAMBA_BACKEND", name or "auto")
         if name is None:
-            monkeypatch.delenv("EEGMAMBA_BACKEND", raising=False)
-        else:
-            monkeypatch.setenv("EEGMAMBA_BACKEND", name)
+            monkeypatch.delenv("EEGMAMBA_BACKEND")
         if missing_kernels:  # importing these now raises ImportError, GPU machine or not
             for module in ("mamba_ssm", "causal_conv1d"):
                 monkeypatch.setitem(sys.modules, module, None)
@@ -55,6 +55,9 @@ def test_default_is_auto_and_set_backend_overrides(switch):
     assert ops.backend_name() == "auto"
     ops.set_backend("torch")
     assert ops.backend_name() == "torch"
+    with pytest.raises(ValueError, match="auto, cuda, torch"):
+        ops.set_backend("gpu")
+    assert ops.backend_name() == "torch"  # unchanged
 
 
 @pytest.mark.parametrize("op", ["scan", "conv"])

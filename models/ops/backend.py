@@ -46,10 +46,12 @@ def backend_name() -> str:
 
 
 def set_backend(name: str) -> None:
-    """Override the switch for this process (the CLI's --backend)."""
+    """Override the switch for this process (the CLI's --backend). A bad name changes nothing."""
+    name = name.strip().lower()
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {name!r}")
     os.environ["EEGMAMBA_BACKEND"] = name
     backend_name.cache_clear()
-    backend_name()
 
 
 @functools.lru_cache(maxsize=None)
