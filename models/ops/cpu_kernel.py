@@ -1,9 +1,12 @@
 """The compiled CPU selective scan: build `csrc/selective_scan.c` on first use, load it with ctypes.
 
 Why plain C + gcc + ctypes (and not a torch C++ extension or numba): the source has no torch
-headers, so it compiles in under a second (a torch extension takes a minute), and it needs no
-package beyond a C compiler. If there is no compiler, or the build or load fails, `load()`
-returns None, the scan falls back to the pure-PyTorch loop, and `status()` says why.
+headers, so it compiles in 0.6-0.8 s (a torch extension takes a minute), and it needs no
+package beyond a C compiler. numba, tried on the same forward (prange over rows, fastmath,
+B=4 D=256 N=16 L=2048, 1 thread): 3.2 s to compile the forward alone and 0.15 s per call,
+against 0.018 s for this kernel, whose vector expf over the N states numba did not produce.
+If there is no compiler, or the build or load fails, `load()` returns None, the scan falls
+back to the pure-PyTorch loop, and `status()` says why.
 
 The shared object goes to a per-user cache, named by a hash of everything that affects the
 binary (source, flags, compiler version, CPU flags for -march=native). It is compiled under a
