@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .backend import cuda_op
+
 ACTIVATIONS = (None, "silu", "swish")
 
 
@@ -57,8 +59,6 @@ def causal_conv1d_torch(x, weight, bias=None, activation=None):
 def causal_conv1d_fn(x, weight, bias=None, activation=None):
     """Causal conv on the active backend: causal_conv1d's kernel for CUDA tensors when allowed,
     our F.conv1d path otherwise (any device)."""
-    from .backend import cuda_op
-
     kernel = cuda_op("causal_conv1d", x)
     if kernel is not None:
         return kernel(x, weight, bias, activation=activation)

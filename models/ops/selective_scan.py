@@ -8,6 +8,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import cpu_kernel
+from .backend import cuda_op
+from .scan_loop import scan_core
+
 
 def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                        return_last_state=False):
@@ -69,8 +73,6 @@ def _needs_grad(*tensors) -> bool:
 
 
 def _resolve_impl(impl: str, u, work: torch.dtype) -> str:
-    from . import cpu_kernel
-
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     if impl == "kernel":
@@ -101,8 +103,6 @@ def selective_scan_fast(u, delta, A, B, C, D=None, z=None, delta_bias=None, delt
 
 
 def _scan_loop(u, delta, A, B, C, D, z, delta_bias, softplus, want_last):
-    from .scan_loop import scan_core
-
     work = _work_dtype(u, delta, A)
     dt = delta.to(work)  # (B, D, L)
     if delta_bias is not None:
@@ -124,8 +124,6 @@ def _fp32(t):
 
 
 def _scan_kernel(u, delta, A, B, C, D, z, delta_bias, softplus, want_last):
-    from . import cpu_kernel
-
     # The kernel wants B and C as (batch, L, N): one time step's N values contiguous.
     args = (_fp32(u), _fp32(delta), _fp32(A), _fp32(B.transpose(1, 2)), _fp32(C.transpose(1, 2)),
             _fp32(D), _fp32(z), _fp32(delta_bias))
@@ -142,8 +140,6 @@ class KernelScanFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, delta, A, Bt, Ct, D, z, delta_bias, softplus):
-        from . import cpu_kernel
-
         ctx.softplus = softplus
         ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None
         ctx.save_for_backward(u, delta, A, Bt, Ct, D, z, delta_bias)
@@ -151,8 +147,6 @@ class KernelScanFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout, dlast):
-        from . import cpu_kernel
-
         u, delta, A, Bt, Ct, D, z, delta_bias = ctx.saved_tensors
         dout = torch.zeros_like(u) if dout is None else dout.to(torch.float32).contiguous()
         dlast = None if dlast is None else dlast.to(torch.float32).contiguous()
@@ -169,8 +163,6 @@ def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_
     CUDA tensors go to mamba_ssm's kernel when the backend allows it; everything else to
     `selective_scan_fast` (C kernel on CPU, torch loop elsewhere).
     """
-    from .backend import cuda_op
-
     kernel = cuda_op("selective_scan", u)
     if kernel is not None:
         return kernel(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
