@@ -147,3 +147,11 @@ def test_rerun_reports_cached_skips_without_work(tmp_path):
     assert "processed 0, already done 4, skipped 1" in second.output
     assert not lines_with(second.output, "skipped: ")  # remembered, not re-read
     shutil.rmtree(tmp_path / "cache")
+
+
+def test_no_strict_really_turns_strict_off_and_progress_bar_runs(tmp_path):
+    raw = write_chbmit(tmp_path / "raw")  # chb01_05 lacks channels
+    strict = run("preprocess", "chbmit", "--raw", raw, "--out", tmp_path / "a", "--strict")
+    assert strict.exit_code == 1 and "(stopped: --strict)" in strict.output
+    relaxed = run("preprocess", "chbmit", "--raw", raw, "--out", tmp_path / "b", "--strict", "--no-strict")
+    assert relaxed.exit_code == 0 and "skipped: chb01_05.edf: missing 5 of 23 channels" in relaxed.output

@@ -155,3 +155,42 @@ def test_unknown_option_and_bad_values_refused(tmp_path):
     with pytest.raises(UserError, match="no siena recordings found"):
         preprocess_corpus("siena", tmp_path / "empty", tmp_path / "c", progress=False)
     assert WindowCache  # imported for the cache-format contract
+
+
+class _DyingCorpus:
+    """A corpus whose worker dies on one recording (as the OOM killer would); picklable for spawn."""
+
+    info = INFO
+
+    def default_options(self):
+        return {}
+
+    def configure(self, raw, options):
+        return self
+
+    def find_recordings(self, raw, subjects=None):
+        from eegmamba_cli.data.base import RecordingRef
+        return [RecordingRef(id=i, subject="s1", session="1", paths=[raw / f"{i}.x"]) for i in ("a", "boom")]
+
+    def read(self, ref, options=None):
+        import os
+        from eegmamba_cli.data.base import Recording
+        if ref.id == "boom":
+            os._exit(3)
+        return Recording(ref, [Piece(np.stack([tone(5, 200, 8), tone(7, 200, 8)]), 200, [(0.0, 1)])])
+
+    def passband(self, sfreq):
+        return default_passband(sfreq)
+
+    def fold_of(self, subject):
+        return 1
+
+
+def test_dead_worker_stops_cleanly_and_is_not_remembered_as_a_skip(tmp_path, monkeypatch):
+    import eegmamba_cli.data.pipeline as pipeline
+    monkeypatch.setattr(pipeline, "get_corpus", lambda name: _DyingCorpus())
+    with pytest.raises(UserError, match=r"a worker process died while reading boom\.x .*run again to resume"):
+        preprocess_corpus("toy", tmp_path, tmp_path / "cache", workers=2, progress=False)
+    assert not (tmp_path / "cache" / "toy" / "info.json").exists()
+    skipped = tmp_path / "cache" / "toy" / "skipped.json"
+    assert not skipped.exists() or "boom" not in skipped.read_text()

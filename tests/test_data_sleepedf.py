@@ -47,6 +47,22 @@ def test_real_records_v1_is_sleepedf20(realdata):
     assert subjects == {f"{i:02d}" for i in range(20)} and "SC4132E0-PSG.edf" not in cassette
 
 
+def test_real_records_and_checksums_agree(realdata, tmp_path):
+    from eegmamba_cli.data.download import parse_checksums
+    records = (realdata / "sleep-edf/RECORDS").read_text().split()
+    assert len(records) == 197
+    assert sum(r.startswith("sleep-cassette/SC4") for r in records) == 153
+    assert sum(r.startswith("sleep-telemetry/ST7") for r in records) == 44
+    sums = parse_checksums((realdata / "sleep-edf/SHA256SUMS.txt").read_text(), tmp_path)
+    assert set(records) <= set(sums)
+    assert sums["sleep-cassette/SC4001E0-PSG.edf"] == \
+        "2b40a18adf76af69a42d6db1f30f31d26b369f6d27ca0050ef30147ef892b131"
+    # the hypnogram in the excerpt is byte-identical to the official file
+    import hashlib
+    data = (realdata / "sleep-edf/excerpt/SC4001EC-Hypnogram.edf").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == sums["sleep-cassette/SC4001EC-Hypnogram.edf"]
+
+
 def test_synthetic_pair_exact(tmp_path):
     raw = write_sleepedf(tmp_path / "raw")
     report = preprocess_corpus("sleepedf", raw, tmp_path / "cache", progress=False)

@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import shutil
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -395,7 +396,12 @@ def _run(corpus, todo, params, workers, strict, writer, state, report, progress)
                     rid = pending.pop(fut)
                     try:
                         status, payload = fut.result()
-                    except Exception as err:  # a worker died (killed, segfault in a C reader)
+                    except BrokenProcessPool:  # killed (out of memory?) or crashed: not the file's fault
+                        raise UserError(
+                            f"a worker process died while reading {_name(by_id[rid])} (out of memory, or a "
+                            "crash in a reader); finished recordings are kept: run again to resume, "
+                            "perhaps with fewer --workers") from None
+                    except Exception as err:  # e.g. a result that could not be sent back
                         status, payload = "skip", _one_line(
                             f"{_name(by_id[rid])}: worker failed ({type(err).__name__}: {err})")
                     handle(rid, status, payload)
