@@ -64,6 +64,10 @@ def test_preprocess_summary_and_flags(tmp_path):
     assert result.exit_code == 1 and "--window apply to the custom corpus only" in result.output
     result = run("preprocess", "siena", "--raw", raw, "--subjects", "PN01,15")
     assert result.exit_code == 1 and lines_with(result.output, "no patient PN15")
+    import importlib.util
+    if importlib.util.find_spec("eegmamba_cli.data.corpora.shu") is None:
+        result = run("preprocess", "shu", "--raw", raw)
+        assert result.exit_code == 1 and "shu: the reader is not installed" in result.output
     result = run("preprocess", "nosuch", "--raw", raw)
     assert result.exit_code == 1 and "unknown dataset 'nosuch'" in result.output
     result = run("preprocess", "sleepedf", "--raw", raw, "--option", "trim_wake")

@@ -236,9 +236,9 @@ def _stamp(ref: RecordingRef) -> list:
     for path in ref.paths:
         try:
             st = os.stat(path)
-            stamp.append([str(path), st.st_size, st.st_mtime_ns])
+            stamp.append([path.name, st.st_size, st.st_mtime_ns])  # name: --raw may be spelled differently
         except OSError:
-            stamp.append([str(path), None, None])
+            stamp.append([path.name, None, None])
     return stamp
 
 
@@ -267,7 +267,10 @@ def preprocess_corpus(name: str, raw: str | Path, out: str | Path, *, workers: i
     keep their reason, so a second run with the same parameters does no work and leaves the cache
     byte-identical. An interrupted run resumes where it stopped.
     """
-    corpus = get_corpus(name)
+    try:
+        corpus = get_corpus(name)
+    except ImportError as err:  # a reader not merged into this version yet, or its dependency missing
+        raise UserError(f"{name}: the reader is not installed in this version ({err})") from None
     raw = Path(raw)
     if not raw.is_dir():
         raise UserError(f"{raw}: raw folder not found; run `eegmamba download {corpus.info.name}` or "

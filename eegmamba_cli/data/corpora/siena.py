@@ -10,7 +10,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from ...console import UserError
 from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
