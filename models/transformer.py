@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 from typing import Sequence
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel

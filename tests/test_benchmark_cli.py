@@ -22,7 +22,7 @@ def test_quick_benchmark_writes_csv_and_pngs(tmp_path):
     out = tmp_path / "bench"
     result = runner.invoke(app, ["benchmark", "--quick", "--lengths", "160,320", "--channels", "1,2",
                                  "--batch-size", "1", "--repeats", "1", "--warmup", "0", "--no-isolate",
-                                 "--device", "cpu", "--out", str(out)])
+                                 "--device", "cpu", "--no-preprocess", "--no-train", "--out", str(out)])
     assert result.exit_code == 0, result.output
     rows = read_csv(out / "model.csv")
     assert list(rows[0]) == COLUMNS
@@ -35,19 +35,28 @@ def test_quick_benchmark_writes_csv_and_pngs(tmp_path):
     for name in ("model_time.png", "model_memory.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC
     assert "batch size 1" in result.output
-    if not (out / "scan.csv").exists():  # the scan benchmark lands separately: a one-line note until then
-        assert "scan benchmark" in result.output
+    scan = read_csv(out / "scan.csv")
+    assert {r["op"] for r in scan} == {"scan fwd", "scan fwd+bwd"}
+    assert not (out / "preprocess.csv").exists() and not (out / "train.csv").exists()
 
 
 def test_no_scan_and_attention_both(tmp_path):
     result = runner.invoke(app, ["benchmark", "--quick", "--lengths", "200", "--batch-size", "1", "--repeats",
-                                 "1", "--warmup", "0", "--no-isolate", "--no-scan", "--attention", "both",
+                                 "1", "--warmup", "0", "--no-isolate", "--no-scan", "--no-preprocess", "--no-train",
+                                 "--attention", "both",
                                  "--device", "cpu", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     rows = read_csv(tmp_path / "model.csv")
     assert [r["model"] for r in rows] == ["EEGMamba", "Transformer (auto)", "Transformer (math)"]
     assert rows[1]["attention_kernel"] == "flash (CPU)"  # what torch 2.x picks on CPU: linear memory
-    assert not (tmp_path / "scan.csv").exists() and "scan benchmark" not in result.output
+    assert not (tmp_path / "scan.csv").exists() and "Selective scan" not in result.output
+
+
+def test_preprocess_section_alone(tmp_path):
+    result = runner.invoke(app, ["benchmark", "--quick", "--no-model", "--no-scan", "--no-train",
+                                 "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert read_csv(tmp_path / "preprocess.csv") and not (tmp_path / "model.csv").exists()
 
 
 def test_bad_options_are_one_line_errors(tmp_path):

@@ -1,5 +1,4 @@
 """BiMamba block (spec §3, Algorithm 1): names, init, directions, padding."""
-import math
 
 import pytest
 import torch

@@ -1,5 +1,4 @@
 """Transformer baseline: same front end and interface as EEGMamba; SDPA kernels; padded batches."""
-import pytest
 import torch
 
 from models import DatasetSpec, EEGMambaConfig, TransformerBaseline, preset

@@ -1,7 +1,7 @@
-"""`eegmamba benchmark`: model speed/memory (the paper's Tables 9-10) and the SSM scan; tables, CSV, PNG."""
+"""`eegmamba benchmark`: model speed/memory (the paper's Tables 9-10), the SSM scan, preprocessing and training
+throughput; rich tables, CSV and PNG."""
 from __future__ import annotations
 
-import importlib.util
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -72,7 +72,11 @@ def main(
         help="Untimed steps before the timed ones. Default 2 (--quick: 1).", min=0)] = None,
     quick: Annotated[bool, typer.Option(
         "--quick/--no-quick", help="A small subset: 1 channel, 2000 and 5000 samples.")] = False,
-    scan: Annotated[bool, typer.Option("--scan/--no-scan", help="Also benchmark the SSM scan.")] = True,
+    model: Annotated[bool, typer.Option("--model/--no-model", help="EEGMamba vs Transformer grid.")] = True,
+    scan: Annotated[bool, typer.Option("--scan/--no-scan", help="The SSM scan alone.")] = True,
+    preprocess: Annotated[bool, typer.Option(
+        "--preprocess/--no-preprocess", help="Preprocessing throughput (one CHB-MIT hour).")] = True,
+    train: Annotated[bool, typer.Option("--train/--no-train", help="Training throughput.")] = True,
     attention: Annotated[Attention, typer.Option(
         help="Transformer attention: math (materialises L x L, as the paper's baselines), auto "
              "(PyTorch's fused kernel, linear memory), or both.")] = Attention.math,
@@ -87,7 +91,28 @@ def main(
     isolate: Annotated[bool, typer.Option(
         "--isolate/--no-isolate", help="Run each cell in a fresh process (honest CPU memory).")] = True,
 ) -> None:
-    """Time EEGMamba against a Transformer baseline, and the SSM scan; print tables, save CSV and PNG."""
+    """Time EEGMamba against a Transformer baseline, the SSM scan, preprocessing and training."""
+    dev = _resolve_device(device)
+    if model:
+        _model_section(out, dev, batch_size, lengths, channels, repeats, warmup, quick, attention, mode,
+                       time_budget, threads, isolate)
+    if scan:
+        from ..bench.scan import benchmark_scan
+
+        _rows_section(out / "scan.csv", "Selective scan", lambda: benchmark_scan(quick=quick))
+    if preprocess:
+        from ..bench.preprocess import benchmark_preprocess
+
+        _rows_section(out / "preprocess.csv", "Preprocessing throughput",
+                      lambda: benchmark_preprocess(quick=quick))
+    if train:
+        from ..bench.train import benchmark_train
+
+        _rows_section(out / "train.csv", "Training throughput", lambda: benchmark_train(quick=quick, device=dev))
+
+
+def _model_section(out, dev, batch_size, lengths, channels, repeats, warmup, quick, attention, mode,
+                   time_budget, threads, isolate) -> None:
     import torch
 
     from models.ops import backend_name
@@ -95,7 +120,6 @@ def main(
     from ..bench.model import Cell, available_memory_mib, run_grid
     from ..bench.report import paper_tables, plot_lines, ratio_lines, write_csv
 
-    dev = _resolve_device(device)
     batch = batch_size or (CUDA_BATCH if dev == "cuda" else CPU_BATCH)
     lens = _int_list(lengths, "lengths") if lengths else (QUICK_LENGTHS if quick else FULL_LENGTHS)
     chans = _int_list(channels, "channels") if channels else (QUICK_CHANNELS if quick else FULL_CHANNELS)
@@ -138,8 +162,6 @@ def main(
                f"Peak memory vs length ({title})")
     console.print(f"saved {out / 'model.csv'}, {out / 'model_time.png'}, {out / 'model_memory.png'}",
                   highlight=False)
-    if scan:
-        _scan_section(out, quick)
 
 
 def _half(mib: float | None) -> float | None:
@@ -154,25 +176,14 @@ def _print_progress(row: dict) -> None:
     console.print(f"  {row['model']:<22} {row['channels']:>3} ch {row['length']:>6}: {detail}", highlight=False)
 
 
-def _scan_section(out: Path, quick: bool) -> None:
+def _rows_section(csv_path: Path, title: str, produce) -> None:
+    """Run one benchmark that returns rows (dicts), print them as a table and save them as CSV."""
     from ..bench.report import plain_table, write_csv
 
-    if importlib.util.find_spec("eegmamba_cli.bench.scan") is None:
-        console.print("scan benchmark: not available yet (eegmamba_cli.bench.scan is missing); skipped")
-        return
-    from ..bench import scan as scan_bench
-
-    if not hasattr(scan_bench, "benchmark_scan"):
-        console.print("scan benchmark: eegmamba_cli.bench.scan has no benchmark_scan(); skipped")
-        return
-    try:
-        rows = scan_bench.benchmark_scan(quick=quick)
-    except Exception as err:  # noqa: BLE001 - the model results are saved already; report and fail
-        console.print(f"[bold red]error:[/] scan benchmark failed: {type(err).__name__}: {err}", highlight=False)
-        raise typer.Exit(1) from err
+    rows = produce()
     if not rows:
-        console.print("scan benchmark: no rows")
+        console.print(f"{title}: no rows")
         return
-    console.print(plain_table("Selective scan", rows))
-    write_csv(out / "scan.csv", rows)
-    console.print(f"saved {out / 'scan.csv'}", highlight=False)
+    console.print(plain_table(title, rows))
+    write_csv(csv_path, rows)
+    console.print(f"saved {csv_path}", highlight=False)
