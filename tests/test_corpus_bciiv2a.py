@@ -7,6 +7,7 @@ import scipy.io
 from eegmamba_cli.data.base import RecordingError
 from eegmamba_cli.data.corpora.bciiv2a import CORPUS, GDF_LABELS
 from eegmamba_cli.data.gdf import read_header
+from eegmamba_cli.data.pipeline import preprocess_corpus
 from eegmamba_cli.data.registry import get_corpus
 from tests.fixtures.bciiv2a import (E_CLASSLABEL, LABELS, N_SAMPLES, T_CUES, digital_samples, events,
                                     physical, signals, write_bci_file, write_bci_tree)
@@ -81,6 +82,7 @@ def test_find_recordings(raw):
 
 def test_training_session_pieces_per_run(raw):
     rec = _read(raw, "A01T")
+    assert rec.notes == []
     # run 1 ends where the gap starts (sample 4500); run 2 starts after it (4600 = 18.4 s); the EOG
     # stretch at the start belongs to run 1. Windows: cue + 1 s, relative to the piece.
     assert _summary(rec) == [
@@ -151,8 +153,9 @@ def test_a_window_crossing_a_run_boundary_is_left_out(tmp_path, monkeypatch):
     from tests.fixtures import bciiv2a as fixture
     monkeypatch.setattr(fixture, "TRIAL_STARTS", [750, 3100, 4750, 6500])  # window 16.4-19.4 s: across the gap
     write_bci_file(tmp_path / "A03T.gdf", T_CUES)
-    assert [p.windows for p in CORPUS.read(CORPUS.find_recordings(tmp_path)[0]).pieces] == [
-        [(6.0, 0)], [(3.6, 2), (10.6, 3)]]
+    rec = CORPUS.read(CORPUS.find_recordings(tmp_path)[0])
+    assert [p.windows for p in rec.pieces] == [[(6.0, 0)], [(3.6, 2), (10.6, 3)]]
+    assert rec.notes == ["1 of 4 trial windows cross a run gap or the file end and are left out"]
 
 
 # -- bad input ---------------------------------------------------------------------------------------------
@@ -208,3 +211,18 @@ def test_missing_channels_are_listed(tmp_path):
                                            ("1", 0)])
 def test_folds(subject, fold):
     assert CORPUS.fold_of(subject) == fold
+
+
+def test_pipeline_end_to_end(raw, tmp_path):
+    cache = preprocess_corpus("bciiv2a", raw, tmp_path / "cache", progress=False).cache
+    m = cache.manifest
+    assert cache.windows(range(len(cache))).shape == (12, 22, 600)  # 3 s at 200 Hz
+    assert {r: g["label"].tolist() for r, g in m.groupby("recording")} == {
+        "A01T": [0, 1, 2, 3], "A01E": [3, 0, 2, 1], "A02T": [0, 1, 3, 3]}
+    assert {r: g["start_s"].tolist() for r, g in m.groupby("recording")} == {
+        r: [6.0, 13.0, 22.0, 29.0] for r in ("A01T", "A01E", "A02T")}  # cue + 1 s, in the recording
+    assert set(zip(m["subject"], m["session"], m["fold"])) == {("A01", "T", 1), ("A01", "E", 1), ("A02", "T", 1)}
+    dropped = preprocess_corpus("bciiv2a", raw, tmp_path / "dropped", options={"drop_rejected": "true"},
+                                progress=False).cache
+    assert dropped.manifest.groupby("recording")["label"].apply(list).to_dict() == {
+        "A01T": [0, 2, 3], "A01E": [3, 2, 1], "A02T": [0, 3, 3]}

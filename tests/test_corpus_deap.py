@@ -8,6 +8,7 @@ import pytest
 from eegmamba_cli.console import UserError
 from eegmamba_cli.data.base import RecordingError
 from eegmamba_cli.data.corpora.deap import CORPUS
+from eegmamba_cli.data.pipeline import preprocess_corpus
 from eegmamba_cli.data.registry import get_corpus
 from tests.fixtures.deap import N_SAMPLES, channel_constant, make_data, write_deap
 
@@ -136,3 +137,16 @@ def test_short_trials_and_wrong_shapes(tmp_path):
                                            ("s33", 0), ("s00", 0), ("1", 0), ("x", 0)])
 def test_folds(subject, fold):
     assert CORPUS.fold_of(subject) == fold
+
+
+def test_pipeline_end_to_end(raw, tmp_path):
+    cache = preprocess_corpus("deap", raw, tmp_path / "cache", progress=False).cache
+    m = cache.manifest
+    assert cache.windows(range(len(cache))).shape == (3, 4, 12000)  # 60 s at 200 Hz
+    assert cache.channels == ["Fp1", "Fp2", "F3", "C4"]
+    assert {r: g["label"].tolist() for r, g in m.groupby("recording")} == {"s01": [0, 1], "s07": [0]}
+    assert {r: g["start_s"].tolist() for r, g in m.groupby("recording")} == {"s01": [3.0, 66.0], "s07": [3.0]}
+    assert set(zip(m["subject"], m["fold"])) == {("s01", 1), ("s07", 2)}
+    arousal = preprocess_corpus("deap", raw, tmp_path / "arousal", options={"dimension": "arousal"},
+                                progress=False).cache
+    assert arousal.manifest.groupby("recording")["label"].apply(list).to_dict() == {"s01": [1, 0], "s07": [1]}

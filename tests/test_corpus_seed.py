@@ -6,6 +6,7 @@ import scipy.io
 from eegmamba_cli.console import UserError
 from eegmamba_cli.data.base import RecordingError
 from eegmamba_cli.data.corpora.seed import CORPUS, FILE_CHANNELS, window_starts
+from eegmamba_cli.data.pipeline import preprocess_corpus
 from eegmamba_cli.data.registry import get_corpus
 from tests.fixtures.seed import LONG_TRIALS, N_CHANNELS, trial_array, trial_value, write_seed_tree, write_session
 
@@ -124,3 +125,14 @@ def test_channel_table_is_the_spec_order():
                                            ("x", 0)])
 def test_folds(subject, fold):
     assert CORPUS.fold_of(subject) == fold
+
+
+def test_pipeline_end_to_end(raw, tmp_path):
+    cache = preprocess_corpus("seed", raw, tmp_path / "cache", progress=False).cache
+    m = cache.manifest
+    assert cache.windows(range(len(cache))).shape == (9, 62, 4000)  # 20 s at 200 Hz
+    assert {r: g["label"].tolist() for r, g in m.groupby("recording")} == {
+        "1_20131027": [1, 2, 2, 2, 0, 0], "1_20131030": [0], "1_20131107": [2], "10_20131130": [2]}
+    assert m.loc[m["recording"] == "1_20131027", "start_s"].tolist() == [1.0, 28.0, 30.0, 32.0, 53.0, 55.0]
+    assert set(zip(m["subject"], m["session"], m["fold"])) == {("1", "1", 1), ("1", "2", 1), ("1", "3", 1),
+                                                                ("10", "1", 4)}

@@ -5,6 +5,7 @@ import pytest
 from eegmamba_cli.console import UserError
 from eegmamba_cli.data.base import RecordingError
 from eegmamba_cli.data.corpora.shhs import CORPUS, NO_LIST_NOTE, read_subject_list
+from eegmamba_cli.data.pipeline import preprocess_corpus
 from eegmamba_cli.data.registry import get_corpus
 from tests.fixtures.shhs import (BILLION_LAUGHS, EXPECTED_A, EXPECTED_B, EXTERNAL_ENTITY, RATES, SUBJECT_A,
                                  eeg_signal, edf_path, write_shhs_edf, write_shhs_tree, xml_path)
@@ -144,3 +145,19 @@ def test_broken_edf(raw):
                                            ("205790", 0), ("200009", 0), ("abc", 0)])
 def test_folds_by_nsrrid_range(subject, fold):
     assert CORPUS.fold_of(subject) == fold
+
+
+def test_pipeline_end_to_end(raw, tmp_path):
+    cache = preprocess_corpus("shhs", raw, tmp_path / "cache", progress=False).cache
+    m = cache.manifest
+    assert cache.windows(range(len(cache))).shape == (8, 1, 6000)  # 30 s at 200 Hz
+    assert {r: g["label"].tolist() for r, g in m.groupby("recording")} == {
+        "shhs1-200010": [0, 3, 3, 4], "shhs1-203000": [1, 3, 2, 2]}
+    assert {r: g["start_s"].tolist() for r, g in m.groupby("recording")} == {
+        "shhs1-200010": [0.0, 30.0, 60.0, 120.0], "shhs1-203000": [0.0, 30.0, 60.0, 90.0]}
+    assert set(zip(m["subject"], m["fold"])) == {("200010", 1), ("203000", 3)}
+    listing = tmp_path / "selected.txt"
+    listing.write_text("200010\n")
+    selected = preprocess_corpus("shhs", raw, tmp_path / "selected", options={"subjects_file": str(listing)},
+                                 progress=False).cache
+    assert selected.manifest["recording"].unique().tolist() == ["shhs1-200010"]

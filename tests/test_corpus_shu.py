@@ -4,6 +4,7 @@ import pytest
 
 from eegmamba_cli.data.base import RecordingError
 from eegmamba_cli.data.corpora.shu import CORPUS, FILE_CHANNELS
+from eegmamba_cli.data.pipeline import preprocess_corpus
 from eegmamba_cli.data.registry import get_corpus
 from tests.fixtures.shu import N_SAMPLES, SUB1_LABELS, make_data, trial_value, write_shu, write_shu_tree
 
@@ -70,3 +71,14 @@ def test_bad_contents(tmp_path, data, labels, message):
                                            ("sub-025", 5), ("sub-026", 0), ("1", 0)])
 def test_folds(subject, fold):
     assert CORPUS.fold_of(subject) == fold
+
+
+def test_pipeline_end_to_end(raw, tmp_path):
+    cache = preprocess_corpus("shu", raw, tmp_path / "cache", progress=False).cache
+    m = cache.manifest
+    assert cache.windows(range(len(cache))).shape == (10, 32, 800)  # 4 s at 200 Hz
+    assert {r: g["label"].tolist() for r, g in m.groupby("recording")} == {
+        "sub-001_ses-01": [0, 1, 0, 1, 1, 0], "sub-001_ses-02": [1, 1], "sub-006_ses-01": [1, 0]}
+    assert m.loc[m["recording"] == "sub-001_ses-01", "start_s"].tolist() == [0.0, 4.0, 8.0, 12.0, 16.0, 20.0]
+    assert set(zip(m["subject"], m["session"], m["fold"])) == {
+        ("sub-001", "ses-01", 1), ("sub-001", "ses-02", 1), ("sub-006", "ses-01", 2)}

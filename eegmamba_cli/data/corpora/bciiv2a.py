@@ -221,7 +221,7 @@ class BciIv2aCorpus(Corpus):
         run_starts = [round(o * sfreq) for o, d in zip(annotations.onset, annotations.description)
                       if str(d) == RUN_START]
         size = round(WINDOW_S * sfreq)
-        pieces = []
+        pieces, placed = [], 0
         for start, stop in _segments(data, floor, run_starts):
             windows = []
             for cue, label in trials:
@@ -230,7 +230,12 @@ class BciIv2aCorpus(Corpus):
                     windows.append(((first - start) / sfreq, label))
             if windows:  # runs without trials (the EOG calibration) are not needed
                 pieces.append(Piece(data[:, start:stop], sfreq, windows, offset_s=start / sfreq))
-        return Recording(ref, pieces)
+            placed += len(windows)
+        notes = []
+        if placed < len(trials):
+            notes.append(f"{len(trials) - placed} of {len(trials)} trial windows cross a run gap or the file "
+                         "end and are left out")
+        return Recording(ref, pieces, notes)
 
     def fold_of(self, subject: str) -> int:
         match = re.fullmatch(r"A0([1-9])", str(subject))

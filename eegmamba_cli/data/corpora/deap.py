@@ -65,7 +65,7 @@ def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         arrays = load_array_dict(path)
     except UnsafePickleError as err:
-        raise RecordingError(f"{path.name}: refused: {err}") from None
+        raise RecordingError(f"{path.name}: {err}") from None  # says what was refused
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
             OSError) as err:
         raise RecordingError(f"{path.name}: not a readable DEAP pickle ({type(err).__name__}: {err})") from None
