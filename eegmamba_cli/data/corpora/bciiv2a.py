@@ -172,7 +172,8 @@ class BciIv2aCorpus(Corpus):
         licence="free for research use with citation (BNCI Horizon re-release: CC BY-ND 4.0)",
         citation=("Brunner et al. 2008, BCI Competition 2008 - Graz data set A; "
                   "Tangermann et al. 2012, Front. Neurosci. 6:55"),
-        raw_hint="A01T.gdf ... A09E.gdf (BCICIV_2a_gdf.zip) plus A01E.mat ... A09E.mat (true_labels.zip)",
+        raw_hint=("A01T.gdf ... A09E.gdf from BCICIV_2a_gdf.zip, and A01E.mat ... A09E.mat from "
+                  "true_labels.zip on the results page"),
     )
 
     def default_options(self) -> dict:

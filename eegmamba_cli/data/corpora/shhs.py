@@ -186,8 +186,8 @@ class ShhsCorpus(Corpus):
         licence="NSRR data use agreement (no redistribution)",
         citation="Quan et al. 1997, Sleep 20(12); Zhang et al. 2018, JAMIA 25(10) (NSRR)",
         raw_hint=("polysomnography/edfs/shhs1/shhs1-NNNNNN.edf and "
-                  "polysomnography/annotations-events-nsrr/shhs1/shhs1-NNNNNN-nsrr.xml "
-                  "(the NSRR download's shhs/ folder)"),
+                  "polysomnography/annotations-events-nsrr/shhs1/shhs1-NNNNNN-nsrr.xml, "
+                  "as in the NSRR download's shhs/ folder"),
     )
 
     def __init__(self, selected: frozenset[str] | None = None):

@@ -73,7 +73,7 @@ class ShuCorpus(Corpus):
         url="https://doi.org/10.6084/m9.figshare.19228725",
         licence="CC BY 4.0",
         citation="Ma et al. 2022, Scientific Data 9:531, doi:10.1038/s41597-022-01647-1",
-        raw_hint="mat/sub-XXX_ses-YY_task_motorimagery_eeg.mat (figshare version 1, mat.zip)",
+        raw_hint="mat/sub-XXX_ses-YY_task_motorimagery_eeg.mat, from mat.zip of figshare version 1",
     )
 
     def find_recordings(self, raw: Path, subjects: set[str] | None = None) -> list[RecordingRef]:
