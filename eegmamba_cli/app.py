@@ -4,7 +4,7 @@ from __future__ import annotations
 import typer
 
 from . import __version__
-from .commands import benchmark
+from .commands import benchmark, train
 
 app = typer.Typer(
     name="eegmamba",
@@ -30,6 +30,7 @@ def _root(
 
 
 app.command("benchmark")(benchmark.main)
+app.command("train")(train.main)
 
 
 def main() -> None:
