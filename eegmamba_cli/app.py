@@ -4,7 +4,7 @@ from __future__ import annotations
 import typer
 
 from . import __version__
-from .commands import benchmark, train
+from .commands import benchmark, evaluate, train
 
 app = typer.Typer(
     name="eegmamba",
@@ -31,6 +31,7 @@ def _root(
 
 app.command("benchmark")(benchmark.main)
 app.command("train")(train.main)
+app.command("evaluate")(evaluate.main)
 
 
 def main() -> None:
