@@ -43,9 +43,9 @@ def _model():
 
 
 def _optimizers(model):
-    # SGD(lr=1) makes the weight change equal the gradient, which is what DDP must get right; AdamW's
+    # With SGD the weight change is proportional to the gradient, which is what DDP must get right; AdamW's
     # first steps are ~lr·sign(g) and would turn rounding noise in tiny gradients into ±lr differences.
-    return {"sgd": torch.optim.SGD(model.parameters(), lr=1.0),
+    return {"sgd": torch.optim.SGD(model.parameters(), lr=0.1),
             "adamw": make_optimizer(model, 1e-3, 1e-6)}
 
 
@@ -77,8 +77,10 @@ def test_ddp_step_equals_single_process_step(tmp_path):
     ddp = load_file(tmp_path / "sgd-rank0.safetensors")
     moved = 0
     for k, v in single.state_dict().items():
-        torch.testing.assert_close(ddp[k], v, rtol=1e-5, atol=1e-6, msg=k)
-        moved += not torch.equal(v, start[k])
+        # the weight change of the DDP run equals the single-process one up to float32 summation order
+        want, got = v - start[k], ddp[k] - start[k]
+        assert (got - want).norm() <= 1e-4 * want.norm() + 1e-7, k
+        moved += bool(want.norm() > 0)
     assert moved > 0
 
 
