@@ -1,7 +1,6 @@
 """`eegmamba evaluate RUN_DIR`: test metrics per fold and dataset, beside the paper's numbers."""
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional

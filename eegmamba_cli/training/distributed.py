@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..console import UserError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -33,7 +35,6 @@ def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     if choice == "cuda":
         if not torch.cuda.is_available():
-            from ..console import UserError
             raise UserError("--device cuda: no CUDA device is available to PyTorch")
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")

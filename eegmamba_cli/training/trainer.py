@@ -315,6 +315,7 @@ class FoldTrainer:
             name: split_fold(cache, fold, val_fraction=ctx.cfg.val_fraction, seed=ctx.cfg.seed,
                              max_windows=ctx.cfg.max_windows_per_dataset)
             for name, cache in ctx.caches.items()}
+        self.labels = {name: cache.labels for name, cache in ctx.caches.items()}  # int64, per manifest row
         self.sampler = DynamicSampler([len(s.train) for s in self.splits.values()],
                                       ctx.cfg.batch_size, self.fold_seed)
         if self.sampler.steps_per_epoch() == 0:
@@ -400,8 +401,8 @@ class FoldTrainer:
 
     def _load(self, item):
         d, n_mine, scale, rows = item
-        cache = self.ctx.caches[self.ctx.names[d]]
-        return d, n_mine, scale, cache.windows(rows), cache.labels[rows]
+        name = self.ctx.names[d]
+        return d, n_mine, scale, self.ctx.caches[name].windows(rows), self.labels[name][rows]
 
     def _epoch(self, model: torch.nn.Module, epoch: int, advance: Callable) -> None:
         ctx, info, device = self.ctx, self.ctx.dist, self.ctx.device
@@ -460,7 +461,7 @@ class FoldTrainer:
                 continue
             logits = torch.from_numpy(predict_logits(self.model, self.ctx.caches[name], mine, d,
                                                      self.cfg.batch_size, device))
-            y = torch.from_numpy(self.ctx.caches[name].labels[mine])
+            y = torch.from_numpy(self.labels[name][mine])
             out[d, 0] += F.cross_entropy(logits, y, reduction="sum").item()
             out[d, 1] += (logits.argmax(1) == y).sum().item()
             out[d, 2] += len(mine)
