@@ -27,9 +27,9 @@ def benchmark_train(quick: bool = False, device: str = "cpu") -> list[dict]:
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     spec = next(d for d in PAPER_DATASETS if d.name == DATASET)
-    batch = 8 if quick else 128
+    batch = 4 if quick else 128
     samples = 200 if quick else PAPER_SEGMENT_SAMPLES[DATASET]
-    warmup, steps = (1, 2) if quick else ((5, 20) if cuda else (1, 3))
+    warmup, steps = (1, 1) if quick else ((5, 20) if cuda else (1, 3))
     rows = []
     for name in ("single-task", "multitask"):
         specs = [spec] if name == "single-task" else list(PAPER_DATASETS)
