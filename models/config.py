@@ -85,6 +85,9 @@ class EEGMambaConfig:
     tokenizer_padding: Literal["same", "valid"] = "same"
     tokenizer_dropout: float = 0.5
     final_norm: bool = True
+    # [D] Where the class token sits. The paper puts it first (Eq. 7); a forward-only scan never carries
+    # information back to position 0, so the single-directional ablation puts it last instead.
+    cls_position: Literal["first", "last"] = "first"
     # Loss weights for the MoE auxiliary losses (spec §5)
     balance_loss_weight: float = 1.0
     z_loss_weight: float = 1.0
@@ -115,7 +118,7 @@ ABLATIONS = ("unidirectional", "no-moe", "vanilla-moe", "no-task-gate", "no-univ
 def ablate(cfg: EEGMambaConfig, ablation: str) -> EEGMambaConfig:
     """Apply one of the paper's ablation variants (spec §7) to a config."""
     if ablation == "unidirectional":
-        return replace(cfg, mamba=replace(cfg.mamba, bidirectional=False))
+        return replace(cfg, mamba=replace(cfg.mamba, bidirectional=False), cls_position="last")
     if ablation == "no-moe":
         return replace(cfg, use_moe=False)
     if ablation == "vanilla-moe":

@@ -10,6 +10,16 @@ REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tests run many tiny ops; on a 2-core machine shared with other work, torch's intra-op threads spin
+    and wait ~10x longer than one thread computes. Tests that exercise threading set it themselves."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -32,7 +32,8 @@ class RecordingError(UserError):
 class Piece:
     """A stretch of continuous signal, filtered as a whole (a night, a trial, a run)."""
 
-    data: np.ndarray  # (C, T) float64, µV, native rate
+    data: np.ndarray  # (C, T) float64 or float32, µV, native rate; or a lazy (C, T) whose rows are read
+                      # on access (edf.EdfSignals): the pipeline reads it one channel at a time
     sfreq: float
     windows: list[tuple[float, int]]  # (start in s from the piece start, label index)
     offset_s: float = 0.0  # where the piece starts in the recording, for the manifest's start_s
@@ -43,7 +44,7 @@ class RecordingRef:
     """A recording found on disk, before it is read."""
 
     id: str  # unique within the corpus and a safe file name (cache arrays are named after it)
-    subject: str  # the subject id as the fold table uses it (e.g. "1" for chb01, "PN00" -> "0")
+    subject: str  # the subject id, as `fold_of` accepts it (e.g. "PN00", "chb01", "00" for SC400xx)
     session: str
     paths: list[Path]  # the files it is read from (signal first, then label files)
     extra: dict = field(default_factory=dict)
@@ -53,6 +54,7 @@ class RecordingRef:
 class Recording:
     ref: RecordingRef
     pieces: list[Piece]
+    notes: list[str] = field(default_factory=list)  # one-line warnings the pipeline prints (not errors)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,12 @@ class CorpusInfo:
         return int(round(self.window_s * TARGET_SFREQ))
 
 
+def default_passband(sfreq: float) -> tuple[float | None, float | None]:
+    """0.1-50 Hz; high-pass only when 50 Hz >= Nyquist (Sleep-EDF at 100 Hz). EEGMAMBA.md §11."""
+    low, high = 0.1, 50.0
+    return (low, high if high < sfreq / 2 else None)
+
+
 class Corpus(ABC):
     info: CorpusInfo
 
@@ -92,5 +100,17 @@ class Corpus(ABC):
 
     def passband(self, sfreq: float) -> tuple[float | None, float | None]:
         """Band-pass edges for a piece at `sfreq`: 0.1-50 Hz, high-pass only when 50 Hz >= Nyquist."""
-        low, high = 0.1, 50.0
-        return (low, high if high < sfreq / 2 else None)
+        return default_passband(sfreq)
+
+    def default_options(self) -> dict:
+        """Corpus options (`preprocess --option key=value`) with their defaults.
+
+        When this is non-empty, the pipeline fills in the defaults (they enter the cache fingerprint)
+        and refuses unknown keys; a corpus that declares nothing receives the options as given.
+        """
+        return {}
+
+    def configure(self, raw: Path, options: dict) -> "Corpus":
+        """The corpus as one run sees it, for options that change discovery, channels, classes or folds
+        (e.g. CHB-MIT's file subset, the custom corpus's labels). Default: the corpus itself."""
+        return self

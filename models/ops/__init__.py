@@ -1,11 +1,11 @@
-"""SSM ops: `*_ref` are the sequential truth; `*_fn` dispatch to the fast path of the active backend."""
-from .backend import backend_name, set_backend
-from .causal_conv1d import causal_conv1d_ref
-from .selective_scan import selective_scan_ref
+"""SSM ops: `*_ref` are the sequential truth; `*_fn` dispatch to the fast path of the active backend.
 
-# Until the fast paths land, the dispatchers are the references.
-selective_scan_fn = selective_scan_ref
-causal_conv1d_fn = causal_conv1d_ref
+Modules hold the parameters; these functions hold the math (mamba_ssm's signatures and shapes).
+"""
+from .backend import KernelUnavailableError, backend_name, describe_backend, set_backend
+from .causal_conv1d import causal_conv1d_fn, causal_conv1d_ref, causal_conv1d_torch
+from .selective_scan import selective_scan_fast, selective_scan_fn, selective_scan_ref
 
-__all__ = ["selective_scan_fn", "selective_scan_ref", "causal_conv1d_fn", "causal_conv1d_ref",
-           "backend_name", "set_backend"]
+__all__ = ["selective_scan_fn", "selective_scan_ref", "selective_scan_fast",
+           "causal_conv1d_fn", "causal_conv1d_ref", "causal_conv1d_torch",
+           "backend_name", "set_backend", "describe_backend", "KernelUnavailableError"]

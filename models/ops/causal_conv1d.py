@@ -1,20 +1,65 @@
 """Causal depthwise 1-D convolution, as causal_conv1d's `causal_conv1d_fn`.
 
 x: (B, D, L); weight: (D, W); bias: (D,) or None; activation: None | "silu" | "swish".
+out[b, d, t] = bias[d] + sum_k weight[d, k] * x[b, d, t - (W - 1) + k]   (x = 0 before t = 0)
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
+
+from .backend import cuda_op
+
+ACTIVATIONS = (None, "silu", "swish")
+
+
+def _check(x, weight, bias, activation) -> None:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be None, 'silu' or 'swish', got {activation!r}")
+    if x.dim() != 3 or weight.dim() != 2 or weight.shape[0] != x.shape[1]:
+        raise ValueError(f"expected x (B, D, L) and weight (D, W), got {tuple(x.shape)} and "
+                         f"{tuple(weight.shape)}")
+    if bias is not None and tuple(bias.shape) != (x.shape[1],):
+        raise ValueError(f"bias must be (D,) = ({x.shape[1]},), got {tuple(bias.shape)}")
+
+
+def _work_dtype(x) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 def causal_conv1d_ref(x, weight, bias=None, activation=None):
-    if activation not in (None, "silu", "swish"):
-        raise ValueError(f"activation must be None, 'silu' or 'swish', got {activation!r}")
-    dtype_in = x.dtype
-    width = weight.shape[1]
-    length = x.shape[-1]
-    out = F.conv1d(x, weight.unsqueeze(1).to(x.dtype), None if bias is None else bias.to(x.dtype),
+    """The definition above, written out as a sum of shifted products (fp32 inside, fp64 for fp64)."""
+    _check(x, weight, bias, activation)
+    work = _work_dtype(x)
+    width, length = weight.shape[1], x.shape[-1]
+    padded = F.pad(x.to(work), (width - 1, 0))  # (B, D, W-1+L): zeros stand for t < 0
+    w = weight.to(work)  # (D, W)
+    out = sum(w[:, k, None] * padded[:, :, k:k + length] for k in range(width))  # (B, D, L)
+    if bias is not None:
+        out = out + bias.to(work)[:, None]
+    if activation is not None:
+        out = F.silu(out)
+    return out.to(x.dtype)
+
+
+def causal_conv1d_torch(x, weight, bias=None, activation=None):
+    """The fast torch path: one depthwise F.conv1d, left padding W-1, cut to length L."""
+    _check(x, weight, bias, activation)
+    # Half precision on CPU computes in fp32 (CPU conv kernels for bf16 are slow or missing).
+    work = x.dtype if x.is_cuda or x.dtype in (torch.float32, torch.float64) else torch.float32
+    width, length = weight.shape[1], x.shape[-1]
+    out = F.conv1d(x.to(work), weight.to(work).unsqueeze(1),
+                   None if bias is None else bias.to(work),
                    padding=width - 1, groups=x.shape[1])[..., :length]  # (B, D, L)
     if activation is not None:
         out = F.silu(out)
-    return out.to(dtype_in)
+    return out.to(x.dtype)
+
+
+def causal_conv1d_fn(x, weight, bias=None, activation=None):
+    """Causal conv on the active backend: causal_conv1d's kernel for CUDA tensors when allowed,
+    our F.conv1d path otherwise (any device)."""
+    kernel = cuda_op("causal_conv1d", x)
+    if kernel is not None:
+        return kernel(x, weight, bias, activation=activation)
+    return causal_conv1d_torch(x, weight, bias, activation)

@@ -8,6 +8,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import cpu_kernel
+from .backend import cuda_op
+from .scan_loop import scan_core
+
 
 def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                        return_last_state=False):
@@ -35,3 +39,133 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
         out = out * F.silu(z.to(work))
     out = out.to(dtype_in)
     return (out, x) if return_last_state else out
+
+
+# ----------------------------------------------------------------------------------------------
+# Fast paths. `selective_scan_fast` picks the compiled CPU kernel or the torch loop; the
+# dispatcher `selective_scan_fn` (same signature as the reference) adds the CUDA kernels.
+
+IMPLS = ("auto", "kernel", "loop")
+
+
+def _work_dtype(u, delta, A) -> torch.dtype:
+    """As the reference: fp64 if any of u, delta, A is fp64, otherwise fp32 (bf16/fp16 included)."""
+    return torch.float64 if torch.float64 in (u.dtype, delta.dtype, A.dtype) else torch.float32
+
+
+def _check_shapes(u, delta, A, B, C, D, z, delta_bias) -> None:
+    if u.dim() != 3:
+        raise ValueError(f"u must be (batch, dim, length), got shape {tuple(u.shape)}")
+    batch, dim, length = u.shape
+    nstate = A.shape[-1]
+    expected = {"delta": (delta, (batch, dim, length)), "A": (A, (dim, nstate)),
+                "B": (B, (batch, nstate, length)), "C": (C, (batch, nstate, length)),
+                "D": (D, (dim,)), "z": (z, (batch, dim, length)),
+                "delta_bias": (delta_bias, (dim,))}
+    for name, (t, shape) in expected.items():
+        if t is not None and tuple(t.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape} (B, D, N, L = {batch}, {dim}, "
+                             f"{nstate}, {length}), got {tuple(t.shape)}")
+
+
+def _needs_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _resolve_impl(impl: str, u, work: torch.dtype) -> str:
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    if impl == "kernel":
+        if u.device.type != "cpu":
+            raise ValueError("the compiled scan kernel runs on CPU tensors only")
+        if cpu_kernel.load() is None:
+            raise RuntimeError(f"compiled CPU scan kernel unavailable: {cpu_kernel.status()['reason']}")
+        return "kernel"
+    if impl == "auto" and u.device.type == "cpu" and work == torch.float32 and u.shape[-1] > 0:
+        return "kernel" if cpu_kernel.load() is not None else "loop"
+    return "loop"
+
+
+def selective_scan_fast(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                        return_last_state=False, impl: str = "auto"):
+    """Our fast scan, same contract as `selective_scan_ref`, differentiable in every tensor.
+
+    impl: "auto" (compiled kernel for fp32/bf16/fp16 CPU tensors when it built, else the loop),
+    "kernel" (force the C kernel; computes in fp32 even for fp64 inputs) or "loop" (force the
+    pure-PyTorch loop, any device, fp32 or fp64). Output has u's dtype; last state is fp32/fp64.
+    """
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    work = _work_dtype(u, delta, A)
+    run = _scan_kernel if _resolve_impl(impl, u, work) == "kernel" else _scan_loop
+    out, last = run(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), bool(return_last_state))
+    out = out.to(u.dtype)
+    return (out, last) if return_last_state else out
+
+
+def _scan_loop(u, delta, A, B, C, D, z, delta_bias, softplus, want_last):
+    work = _work_dtype(u, delta, A)
+    dt = delta.to(work)  # (B, D, L)
+    if delta_bias is not None:
+        dt = dt + delta_bias.to(work)[:, None]
+    if softplus:
+        dt = F.softplus(dt)
+    u_w = u.to(work)  # (B, D, L)
+    y, last = scan_core(u_w, dt, A.to(work), B.to(work), C.to(work))  # (B, D, L), (B, D, N)
+    if D is not None:
+        y = y + u_w * D.to(work)[:, None]
+    if z is not None:
+        y = y * F.silu(z.to(work))
+    return y, last
+
+
+def _fp32(t):
+    """fp32 contiguous (autograd-tracked cast/copy); the kernel never writes into its inputs."""
+    return None if t is None else t.to(torch.float32).contiguous()
+
+
+def _scan_kernel(u, delta, A, B, C, D, z, delta_bias, softplus, want_last):
+    # The kernel wants B and C as (batch, L, N): one time step's N values contiguous.
+    args = (_fp32(u), _fp32(delta), _fp32(A), _fp32(B.transpose(1, 2)), _fp32(C.transpose(1, 2)),
+            _fp32(D), _fp32(z), _fp32(delta_bias))
+    if _needs_grad(*args):
+        return KernelScanFn.apply(*args, softplus)
+    return cpu_kernel.scan_forward(*args, softplus, want_last)
+
+
+class KernelScanFn(torch.autograd.Function):
+    """The whole scan (bias, softplus, recurrence, D skip, z gate) in the C kernel, both ways.
+
+    Saves only its inputs; the backward recomputes each row's states (csrc/selective_scan.c).
+    """
+
+    @staticmethod
+    def forward(ctx, u, delta, A, Bt, Ct, D, z, delta_bias, softplus):
+        ctx.softplus = softplus
+        ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None
+        ctx.save_for_backward(u, delta, A, Bt, Ct, D, z, delta_bias)
+        return cpu_kernel.scan_forward(u, delta, A, Bt, Ct, D, z, delta_bias, softplus, True)
+
+    @staticmethod
+    def backward(ctx, dout, dlast):
+        u, delta, A, Bt, Ct, D, z, delta_bias = ctx.saved_tensors
+        dout = torch.zeros_like(u) if dout is None else dout.to(torch.float32).contiguous()
+        dlast = None if dlast is None else dlast.to(torch.float32).contiguous()
+        grads = cpu_kernel.scan_backward(u, delta, A, Bt, Ct, D, z, delta_bias, dout, dlast,
+                                         ctx.softplus)
+        grads = [g if need else None for g, need in zip(grads, ctx.needs_input_grad)]
+        return (*grads, None)
+
+
+def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                      return_last_state=False):
+    """Selective scan on the active backend (EEGMAMBA_BACKEND); same contract as the reference.
+
+    CUDA tensors go to mamba_ssm's kernel when the backend allows it; everything else to
+    `selective_scan_fast` (C kernel on CPU, torch loop elsewhere).
+    """
+    kernel = cuda_op("selective_scan", u)
+    if kernel is not None:
+        return kernel(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                      delta_softplus=delta_softplus, return_last_state=return_last_state)
+    return selective_scan_fast(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                               return_last_state)

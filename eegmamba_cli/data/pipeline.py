@@ -1,0 +1,412 @@
+"""The shared preprocessing pipeline: raw recordings -> 200 Hz windows in the on-disk cache.
+
+One code path for every corpus (and, later, for `predict`):
+
+    preprocess_piece(piece, info, params)   pure: band-pass at the native rate, resample to 200 Hz,
+                                            cut the windows, z-score them -> (windows, starts_s)
+    process_recording(corpus, ref, params)  read one recording, run its pieces, build manifest rows
+    preprocess_corpus(name, raw, out, ...)  lock the cache folder, skip finished recordings, run the rest
+                                            in worker processes (the parent alone writes the cache),
+                                            finalize, return a report for the summary table
+
+A recording that cannot be used (truncated file, missing channel, NaN or flat channel, labels that do
+not match) raises RecordingError; it is skipped with a one-line reason, or stops the run under strict.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..console import UserError, console
+from ..io import atomic_write_json, directory_lock
+from .base import TARGET_SFREQ, Corpus, CorpusInfo, Piece, RecordingError, RecordingRef, default_passband
+from .cache import PART_COLUMNS, CacheWriter, WindowCache
+from .registry import get_corpus
+from .signal import filter_resample_channel, resampled_length, sample_starts, zscore_rows
+
+# Bump when the numbers written for the same raw files and parameters change: it enters the
+# fingerprint, so existing caches are then refused instead of silently mixed.
+PIPELINE_VERSION = "1"
+NORMALIZATIONS = ("zscore", "none")
+BAD_CHANNEL_POLICIES = ("skip", "keep")
+SKIPPED_FILE = "skipped.json"
+
+
+@dataclass(frozen=True)
+class PreprocessParams:
+    """Everything besides the raw files that decides the cache contents (it is fingerprinted)."""
+
+    normalize: str = "zscore"  # per-window, per-channel z-score; "none" keeps filtered µV
+    eps: float = 1e-6
+    bad_channels: str = "skip"  # NaN/inf or flat channel: "skip" the recording, or "keep" (NaN -> 0)
+    options: dict = field(default_factory=dict)  # corpus options, defaults filled in
+
+    def __post_init__(self):
+        if self.normalize not in NORMALIZATIONS:
+            raise UserError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, not {self.normalize!r}")
+        if self.bad_channels not in BAD_CHANNEL_POLICIES:
+            raise UserError(f"bad-channel policy must be one of {', '.join(BAD_CHANNEL_POLICIES)}, "
+                            f"not {self.bad_channels!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- one piece --------------------------------------------------------------------------------
+
+def fitting_windows(piece: Piece, info: CorpusInfo) -> tuple[np.ndarray, np.ndarray]:
+    """(indices into piece.windows that fit inside the resampled piece, their start samples at 200 Hz)."""
+    if not piece.windows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    n200 = resampled_length(int(piece.data.shape[1]), piece.sfreq)
+    starts = sample_starts([s for s, _ in piece.windows])
+    ok = (starts >= 0) & (starts + info.window_samples <= n200)
+    kept = np.flatnonzero(ok)
+    return kept, starts[kept]
+
+
+def preprocess_piece(piece: Piece, info: CorpusInfo, params: PreprocessParams, *,
+                     passband: tuple[float | None, float | None] | None = None,
+                     source: str = "signal") -> tuple[np.ndarray, np.ndarray]:
+    """Filter, resample, window and normalise one piece.
+
+    Returns windows, float32 (n, C, L) with L = info.window_samples, and their start times in seconds
+    from the recording start (piece.offset_s + the window's start). Windows that do not fit inside the
+    resampled piece are dropped (`fitting_windows` says which). Pure apart from reading lazy data.
+    """
+    kept, starts = fitting_windows(piece, info)
+    n_ch = int(piece.data.shape[0])
+    length = info.window_samples
+    out = np.empty((len(kept), n_ch, length), dtype=np.float32)
+    starts_s = piece.offset_s + np.asarray([piece.windows[k][0] for k in kept], dtype=np.float64)
+    if len(kept) == 0:
+        return out, starts_s
+    band = passband if passband is not None else default_passband(piece.sfreq)
+    names = info.channels if len(info.channels) == n_ch else [f"#{c + 1}" for c in range(n_ch)]
+    for c in range(n_ch):  # one channel at a time: float64 temporaries stay one channel long
+        row = np.asarray(piece.data[c], dtype=np.float64)
+        row = _check_channel(row, names[c], source, params.bad_channels)
+        y = filter_resample_channel(row, piece.sfreq, band)
+        block = np.lib.stride_tricks.sliding_window_view(y, length)[starts]  # gathers a copy
+        if params.normalize == "zscore":
+            zscore_rows(block, params.eps)
+        out[:, c, :] = block
+    return out, starts_s
+
+
+def _check_channel(row: np.ndarray, name: str, source: str, policy: str) -> np.ndarray:
+    if not np.isfinite(row).all():
+        if policy == "skip":
+            bad = int((~np.isfinite(row)).sum())
+            raise RecordingError(f"{source}: channel {name} has {bad} NaN or infinite samples")
+        row = np.nan_to_num(row, nan=0.0, posinf=0.0, neginf=0.0)
+    if row.size and row.max() == row.min() and policy == "skip":
+        raise RecordingError(f"{source}: channel {name} is flat (constant {row[0]:g} µV)")
+    return row
+
+
+# --- one recording ----------------------------------------------------------------------------
+
+@dataclass
+class RecordingResult:
+    id: str
+    windows: np.ndarray  # (n, C, L) float32
+    rows: pd.DataFrame  # PART_COLUMNS, one row per window
+    notes: list[str] = field(default_factory=list)
+
+
+def process_recording(corpus: Corpus, ref: RecordingRef, params: PreprocessParams) -> RecordingResult:
+    """Read one recording and turn every piece into windows plus manifest rows."""
+    info = corpus.info
+    source = ref.paths[0].name if ref.paths else ref.id
+    recording = corpus.read(ref, params.options)
+    parts, starts, labels = [], [], []
+    for piece in recording.pieces:
+        kept, _ = fitting_windows(piece, info)
+        windows, piece_starts = preprocess_piece(piece, info, params,
+                                                 passband=corpus.passband(piece.sfreq), source=source)
+        parts.append(windows)
+        starts.append(piece_starts)
+        labels.extend(int(piece.windows[k][1]) for k in kept)
+    if not labels:
+        raise RecordingError(f"{source}: no windows to cut (shorter than one {info.window_s:g}-s "
+                             "window, or nothing labelled)")
+    bad = sorted({lab for lab in labels if not 0 <= lab < len(info.class_names)})
+    if bad:
+        raise RecordingError(f"{source}: labels {bad} outside 0..{len(info.class_names) - 1}")
+    windows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    subject = recording.ref.subject
+    n = len(labels)
+    rows = pd.DataFrame({"subject": [subject] * n, "session": [recording.ref.session] * n,
+                         "start_s": np.concatenate(starts), "label": labels,
+                         "fold": [corpus.fold_of(subject)] * n})[PART_COLUMNS]
+    return RecordingResult(ref.id, windows, rows, list(recording.notes))
+
+
+def _work(corpus: Corpus, ref: RecordingRef, params: PreprocessParams):
+    """Worker entry point: compute only; every failure comes back as a one-line reason."""
+    try:
+        return "ok", process_recording(corpus, ref, params)
+    except UserError as err:
+        return "skip", _one_line(str(err))
+    except MemoryError:
+        return "skip", f"{_name(ref)}: out of memory (try fewer --workers)"
+    except Exception as err:  # a corrupt file can break a library in many ways: report, don't crash
+        return "skip", _one_line(f"{_name(ref)}: unreadable ({type(err).__name__}: {err})")
+
+
+def _name(ref: RecordingRef) -> str:
+    return ref.paths[0].name if ref.paths else ref.id
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --- a whole corpus ---------------------------------------------------------------------------
+
+@dataclass
+class PreprocessReport:
+    cache_dir: Path
+    cache: WindowCache | None
+    found: int
+    processed: list[str]
+    reused: int
+    skipped: list[dict]  # {"recording", "file", "reason"}
+    notes: list[str]
+
+
+def resolve_options(corpus: Corpus, options: dict | None) -> dict:
+    """The corpus's declared defaults with the user's options on top; unknown keys refused."""
+    options = dict(options or {})
+    defaults = corpus.default_options()
+    if not defaults:
+        return options
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise UserError(f"{corpus.info.name}: unknown option(s) {', '.join(unknown)}; "
+                        f"known: {', '.join(sorted(defaults)) or 'none'}")
+    merged = dict(defaults)
+    for key, value in options.items():
+        merged[key] = _coerce(corpus.info.name, key, value, defaults[key])
+    return merged
+
+
+def _coerce(corpus: str, key: str, value, default):
+    if default is None or isinstance(value, type(default)):
+        return value
+    if isinstance(default, bool):
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+    elif isinstance(default, (int, float)) and not isinstance(value, bool):
+        try:
+            return type(default)(value)
+        except (TypeError, ValueError):
+            pass
+    elif isinstance(default, str):
+        return str(value)
+    raise UserError(f"{corpus}: option {key}={value!r} should be a {type(default).__name__}")
+
+
+def fingerprint(info: CorpusInfo, params: PreprocessParams) -> str:
+    payload = {"corpus": info.name, "pipeline": PIPELINE_VERSION, "params": params.to_dict(),
+               "channels": list(info.channels), "window_samples": info.window_samples,
+               "class_names": list(info.class_names), "sfreq": TARGET_SFREQ}
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _stamp(ref: RecordingRef) -> list:
+    """What identifies the input files of a recording: name, size, mtime (to re-use a skip reason)."""
+    stamp = []
+    for path in ref.paths:
+        try:
+            st = os.stat(path)
+            stamp.append([path.name, st.st_size, st.st_mtime_ns])  # name: --raw may be spelled differently
+        except OSError:
+            stamp.append([path.name, None, None])
+    return stamp
+
+
+def _clear_cache(directory: Path) -> None:
+    for sub in ("arrays", "parts"):
+        shutil.rmtree(directory / sub, ignore_errors=True)
+    for name in ("manifest.parquet", "info.json", "fingerprint.txt", SKIPPED_FILE):
+        (directory / name).unlink(missing_ok=True)
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    """A killed run can leave atomic-writer temporaries (.name.xxxx.tmp); they are never valid data."""
+    for sub in (directory, directory / "arrays", directory / "parts"):
+        if sub.is_dir():
+            for tmp in sub.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+
+def preprocess_corpus(name: str, raw: str | Path, out: str | Path, *, workers: int = 1,
+                      subjects: set[str] | None = None, strict: bool = False, overwrite: bool = False,
+                      options: dict | None = None, normalize: str = "zscore",
+                      bad_channels: str = "skip", progress: bool = True) -> PreprocessReport:
+    """Preprocess every recording of corpus `name` under `raw` into the cache `<out>/<name>/`.
+
+    Idempotent: finished recordings are skipped, and recordings skipped before with unchanged files
+    keep their reason, so a second run with the same parameters does no work and leaves the cache
+    byte-identical. An interrupted run resumes where it stopped.
+    """
+    try:
+        corpus = get_corpus(name)
+    except ImportError as err:  # a reader not merged into this version yet, or its dependency missing
+        raise UserError(f"{name}: the reader is not installed in this version ({err})") from None
+    raw = Path(raw)
+    if not raw.is_dir():
+        raise UserError(f"{raw}: raw folder not found; run `eegmamba download {corpus.info.name}` or "
+                        f"pass --raw (expected layout: {corpus.info.raw_hint or 'see docs/datasets.md'})")
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, not {workers}")
+    resolved = resolve_options(corpus, options)
+    corpus = corpus.configure(raw, resolved)
+    info = corpus.info
+    params = PreprocessParams(normalize=normalize, bad_channels=bad_channels, options=resolved)
+    fp = fingerprint(info, params)
+    refs = corpus.find_recordings(raw, subjects)
+    if not refs:
+        what = f" for subjects {', '.join(sorted(subjects))}" if subjects else ""
+        raise UserError(f"{raw}: no {info.name} recordings found{what} "
+                        f"(expected layout: {info.raw_hint or 'see docs/datasets.md'})")
+    ids = [r.id for r in refs]
+    if len(set(ids)) != len(ids):
+        raise UserError(f"{raw}: two recordings share an id ({_first_duplicate(ids)})")
+
+    cache_dir = Path(out) / info.name
+    with directory_lock(cache_dir, f"eegmamba preprocess {info.name}"):
+        if overwrite:
+            _clear_cache(cache_dir)
+        _remove_stale_temporaries(cache_dir)
+        writer = CacheWriter(cache_dir, dataset=info.name, task=info.task, channels=list(info.channels),
+                             sfreq=TARGET_SFREQ, window_samples=info.window_samples,
+                             class_names=list(info.class_names), params=params.to_dict(),
+                             fingerprint=fp, version=__version__, overwrite=False)
+        state = _load_skipped(cache_dir, fp)
+        before = json.dumps(state, sort_keys=True)
+        todo, reused = [], 0
+        for ref in refs:
+            if writer.is_done(ref.id):
+                reused += 1
+                state.pop(ref.id, None)
+            elif ref.id in state and state[ref.id]["stamp"] == _stamp(ref):
+                if strict:
+                    raise UserError(f"{state[ref.id]['reason']} (stopped: --strict)")
+            else:
+                todo.append(ref)
+        report = PreprocessReport(cache_dir, None, len(refs), [], reused, [], [])
+        try:
+            _run(corpus, todo, params, workers, strict, writer, state, report, progress)
+        finally:
+            if json.dumps(state, sort_keys=True) != before:
+                atomic_write_json(cache_dir / SKIPPED_FILE, {"fingerprint": fp, "recordings": state})
+        report.skipped = [{"recording": rid, "file": s["file"], "reason": s["reason"]}
+                          for rid, s in sorted(state.items())]
+        if not any(writer.parts.glob("*.parquet")):
+            raise UserError(f"no windows written: all {len(refs)} {info.name} recording(s) were skipped")
+        changed = bool(report.processed) or json.dumps(state, sort_keys=True) != before
+        if changed or not (cache_dir / "info.json").exists():
+            report.cache = writer.finalize(skipped=report.skipped)
+        else:
+            report.cache = WindowCache(cache_dir)  # nothing new: leave the finished cache untouched
+    return report
+
+
+def _first_duplicate(ids: list[str]) -> str:
+    seen = set()
+    for i in ids:
+        if i in seen:
+            return i
+        seen.add(i)
+    return ""
+
+
+def _load_skipped(directory: Path, fp: str) -> dict:
+    path = directory / SKIPPED_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("fingerprint") != fp:
+        return {}
+    recs = data.get("recordings")
+    return recs if isinstance(recs, dict) else {}
+
+
+def _run(corpus, todo, params, workers, strict, writer, state, report, progress) -> None:
+    """Compute recordings (in worker processes when workers > 1); the parent writes each result."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if not todo:
+        return
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=console, transient=True, disable=not progress)
+    by_id = {ref.id: ref for ref in todo}
+
+    def handle(rid: str, status: str, payload) -> None:
+        ref = by_id[rid]
+        if status == "ok":
+            writer.write_recording(rid, payload.windows, payload.rows)
+            state.pop(rid, None)
+            report.processed.append(rid)
+            for note in payload.notes:
+                report.notes.append(f"{rid}: {note}")
+                console.print(f"[yellow]note:[/] {rid}: {note}", highlight=False, soft_wrap=True)
+        else:
+            state[rid] = {"file": _name(ref), "reason": payload, "stamp": _stamp(ref)}
+            if strict:
+                raise UserError(f"{payload} (stopped: --strict)")
+            console.print(f"[yellow]skipped:[/] {payload}", highlight=False, soft_wrap=True)
+        bar.advance(task)
+
+    with bar:
+        task = bar.add_task(f"preprocess {corpus.info.name}", total=len(todo))
+        if workers == 1 or len(todo) == 1:
+            # In-process: no start-up cost, and a debugger sees the reader.
+            for ref in todo:
+                status, payload = _work(corpus, ref, params)
+                handle(ref.id, status, payload)
+            return
+        # spawn, not fork: the parent runs a progress thread, and forking a threaded process can hang.
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        pending: dict[Future, str] = {}
+        queue = list(todo)
+        try:
+            while queue or pending:
+                while queue and len(pending) < 2 * workers:  # bounded: results hold whole recordings
+                    ref = queue.pop(0)
+                    pending[pool.submit(_work, corpus, ref, params)] = ref.id
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=lambda f: pending[f]):
+                    rid = pending.pop(fut)
+                    try:
+                        status, payload = fut.result()
+                    except BrokenProcessPool:  # killed (out of memory?) or crashed: not the file's fault
+                        raise UserError(
+                            f"a worker process died while reading {_name(by_id[rid])} (out of memory, or a "
+                            "crash in a reader); finished recordings are kept: run again to resume, "
+                            "perhaps with fewer --workers") from None
+                    except Exception as err:  # e.g. a result that could not be sent back
+                        status, payload = "skip", _one_line(
+                            f"{_name(by_id[rid])}: worker failed ({type(err).__name__}: {err})")
+                    handle(rid, status, payload)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)

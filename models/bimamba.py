@@ -1,0 +1,116 @@
+"""BiMamba block: the paper's Algorithm 1 (spec §3).
+
+    Tn = LN(T);  x, z = in_proj(Tn)                          (shared by both directions)
+    y_f = SSM_f(Conv_f(x))                                   (causal depthwise conv + SiLU, selective scan)
+    y_b = Rev(SSM_b(Conv_b(Rev(x))))                         (own parameters: conv1d_b, x_proj_b, ...)
+    T  <- T + out_proj((y_f + y_b) * SiLU(z))                (summed, not averaged; un-normalised residual)
+
+Parameter names are mamba_ssm.Mamba's (`in_proj`, `conv1d`, `x_proj`, `dt_proj`, `A_log`, `D`, `out_proj`),
+with `_b` twins for the backward direction, so one state_dict serves every backend. The math lives in
+`models.ops` (`causal_conv1d_fn`, `selective_scan_fn`), looked up at call time so that the backend switch
+picks the reference, fast CPU or CUDA implementation.
+
+Padding: with `lengths` (B,) the backward direction reverses each row within its own length (index
+len-1-t for t < len, identity on the pads), so the pads stay at the end of both scans and, the scans being
+causal, never reach a valid token (LESSONS L3).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import ops
+from .config import MambaConfig
+
+
+def reverse_within_length(x, lengths=None):
+    """Reverse the last axis of x (B, E, L) per row within lengths (B,); a plain flip without lengths."""
+    if lengths is None:
+        return x.flip(-1)
+    t = torch.arange(x.shape[-1], device=x.device)[None, :]  # (1, L)
+    index = torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # (B, L), an involution
+    return x.gather(-1, index[:, None, :].expand_as(x))
+
+
+def _fp32_or_wider(t):
+    """mamba_ssm runs A, D and the dt bias in fp32 under half precision; fp64 stays fp64 (exact tests)."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+def _dt_bias(d_inner: int, cfg: MambaConfig) -> torch.Tensor:
+    """mamba_ssm's dt init: dt log-uniform in [dt_min, dt_max], floored, stored as softplus^-1(dt)."""
+    dt = torch.exp(torch.rand(d_inner) * (math.log(cfg.dt_max) - math.log(cfg.dt_min)) + math.log(cfg.dt_min))
+    dt = dt.clamp(min=cfg.dt_init_floor)
+    return dt + torch.log(-torch.expm1(-dt))  # inverse of softplus
+
+
+class BiMamba(nn.Module):
+    """The mixer of Algorithm 1 (steps 2-5): (B, L, D) -> (B, L, D), without norm and residual."""
+
+    def __init__(self, d_model: int, cfg: MambaConfig):
+        super().__init__()
+        self.d_inner = cfg.expand * d_model
+        self.d_state = cfg.d_state
+        self.dt_rank = cfg.resolved_dt_rank(d_model)
+        self.bidirectional = cfg.bidirectional
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
+        self._add_direction("", cfg)
+        if cfg.bidirectional:
+            self._add_direction("_b", cfg)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
+
+    def _add_direction(self, suffix: str, cfg: MambaConfig) -> None:
+        """conv1d, x_proj, dt_proj, A_log, D (+suffix), initialised as mamba_ssm.Mamba."""
+        e, n, r = self.d_inner, self.d_state, self.dt_rank
+        conv1d = nn.Conv1d(e, e, cfg.d_conv, groups=e, padding=cfg.d_conv - 1, bias=True)
+        x_proj = nn.Linear(e, r + 2 * n, bias=False)
+        dt_proj = nn.Linear(r, e, bias=True)
+        nn.init.uniform_(dt_proj.weight, -r ** -0.5, r ** -0.5)
+        with torch.no_grad():
+            dt_proj.bias.copy_(_dt_bias(e, cfg))
+        dt_proj.bias._no_reinit = True
+        A_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32).repeat(e, 1)))  # S4D-real
+        D = nn.Parameter(torch.ones(e))
+        A_log._no_weight_decay = True
+        D._no_weight_decay = True
+        for name, value in (("conv1d", conv1d), ("x_proj", x_proj), ("dt_proj", dt_proj), ("A_log", A_log),
+                            ("D", D)):
+            setattr(self, name + suffix, value)
+
+    def _ssm(self, x, conv1d, x_proj, dt_proj, A_log, D):
+        """One direction: causal conv + SiLU, then the selective scan. x (B, E, L) -> (B, E, L)."""
+        x = ops.causal_conv1d_fn(x, conv1d.weight.squeeze(1), conv1d.bias, activation="silu")  # (B, E, L)
+        x_dbl = x_proj(x.transpose(1, 2))  # (B, L, R + 2N)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.linear(dt, dt_proj.weight).transpose(1, 2).contiguous()  # (B, E, L); bias goes in as delta_bias
+        A = -torch.exp(_fp32_or_wider(A_log))  # (E, N)
+        return ops.selective_scan_fn(x, dt, A, B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(),
+                                     _fp32_or_wider(D), z=None, delta_bias=_fp32_or_wider(dt_proj.bias),
+                                     delta_softplus=True)
+
+    def forward(self, hidden, lengths=None):  # hidden (B, L, D), lengths (B,) valid tokens or None
+        xz = self.in_proj(hidden).transpose(1, 2)  # (B, 2E, L)
+        x, z = xz.chunk(2, dim=1)  # (B, E, L) each
+        x = x.contiguous()
+        y = self._ssm(x, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)  # (B, E, L)
+        if self.bidirectional:
+            x_rev = reverse_within_length(x, lengths)
+            y_rev = self._ssm(x_rev, self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_log_b, self.D_b)
+            y = y + reverse_within_length(y_rev, lengths)  # summed, not averaged
+        y = y * F.silu(z)  # (B, E, L)
+        return self.out_proj(y.transpose(1, 2))  # (B, L, D)
+
+
+class BiMambaBlock(nn.Module):
+    """LN -> BiMamba -> residual on the un-normalised input. Same layout as mamba_ssm's Block(norm, mixer)."""
+
+    def __init__(self, d_model: int, cfg: MambaConfig):
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.mixer = BiMamba(d_model, cfg)
+
+    def forward(self, x, lengths=None):  # (B, L, D) -> (B, L, D)
+        return x + self.mixer(self.norm(x), lengths)
