@@ -71,5 +71,9 @@ def test_resolve_tasks_names_and_all(caches):
     assert list(resolve_datasets("toya,siena", root)) == ["siena", "toya"]
     with pytest.raises(UserError, match="no cache for chbmit"):
         resolve_datasets("seizure", root)
+    with pytest.raises(UserError, match="no cache for chbmit"):
+        resolve_datasets("CHB", root)  # the registry's aliases are understood
+    with pytest.raises(UserError, match="unknown dataset 'nosuch'"):
+        resolve_datasets("nosuch", root)
     with pytest.raises(UserError, match="no finished caches"):
         resolve_datasets("all", root / "nowhere")

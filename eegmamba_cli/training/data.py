@@ -12,7 +12,6 @@ Splits are by subject, so no subject's windows ever appear in two of the three s
 """
 from __future__ import annotations
 
-import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +22,13 @@ from models import DatasetSpec
 
 from ..console import UserError
 from ..data.cache import WindowCache, find_caches
-from ..data.registry import CORPUS_NAMES, TASKS
+from ..data.registry import CORPUS_NAMES, TASKS, canonical_name, data_root
 from .sampler import epoch_rng
 
 
 def default_cache_root() -> Path:
-    """`$EEGMAMBA_DATA/cache` when EEGMAMBA_DATA is set, else `./eegmamba-data/cache`."""
-    return Path(os.environ.get("EEGMAMBA_DATA", "eegmamba-data")) / "cache"
+    """Where `eegmamba preprocess` writes by default: `$EEGMAMBA_DATA/cache`, else `./eegmamba-data/cache`."""
+    return data_root() / "cache"
 
 
 def _order_key(name: str) -> tuple[int, str]:
@@ -52,8 +51,8 @@ def resolve_datasets(tasks: str, root: Path) -> dict[str, WindowCache]:
             wanted += list(found)
         elif word in TASKS:
             wanted += list(TASKS[word])
-        else:
-            wanted.append(word)
+        else:  # a cache's own name (custom datasets too), else a corpus name or alias (chb, sleepedf20)
+            wanted.append(word if word in found else canonical_name(word))
     names = sorted(dict.fromkeys(wanted), key=_order_key)
     missing = [n for n in names if n not in found]
     if missing:
