@@ -15,8 +15,6 @@ the gradient of the global batch's mean loss, as in one process (sampler.rank_sh
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import math
 import os
@@ -40,6 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from models import EEGMamba, EEGMambaConfig, ablate, preset
 
 from .. import __version__
+from ..bench.report import write_csv
 from ..console import UserError, console
 from ..data.cache import WindowCache
 from ..io import atomic_write_json, atomic_write_text, directory_lock
@@ -502,12 +501,7 @@ class FoldTrainer:
 
     def _write_metrics(self) -> None:
         atomic_write_text(self.dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.rows))
-        columns = list(dict.fromkeys(k for r in self.rows for k in r))
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write_text(self.dir / "metrics.csv", buf.getvalue())
+        write_csv(self.dir / "metrics.csv", self.rows)
 
     def _save(self, epoch: int, row: dict, improved: bool) -> None:
         meta = dict(fold_settings(self.ctx, self.fold), epoch=epoch, val_loss=row["val_loss"],
