@@ -140,3 +140,17 @@ def test_select_final_without_validation(data, tmp_path):
     assert _rows(run)[0]["val_loss"] is None
     train(_cfg(data, run, epochs=2, val_fraction=0.0, select="final", tasks="toya"))  # resume without a best
     assert [r["epoch"] for r in _rows(run)] == [1, 2]
+
+
+def test_cli_ablations_reach_the_checkpoint(data, tmp_path):
+    run = tmp_path / "abl"
+    result = runner.invoke(app, ["train", "--data", str(data), "--out", str(run), "--tasks", "toya", "--fold", "1",
+                                 "--epochs", "1", "--ablation", "no-universal", "--ablation", "unidirectional",
+                                 "--balance-weight", "0.01", "--z-weight", "0.001", *TINY])
+    assert result.exit_code == 0, result.output
+    mc = json.loads((run / "fold-1" / "last" / "checkpoint.json").read_text())["model_config"]
+    assert mc["moe"]["universal_expert"] is False and mc["mamba"]["bidirectional"] is False
+    assert (mc["balance_loss_weight"], mc["z_loss_weight"]) == (0.01, 0.001)
+    refused = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "st"), "--tasks", "toya",
+                                  "--preset", "single-task", "--ablation", "vanilla-moe", *TINY])
+    assert refused.exit_code == 1 and "vanilla-moe changes the MoE" in refused.output
