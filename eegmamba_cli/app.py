@@ -4,7 +4,7 @@ from __future__ import annotations
 import typer
 
 from . import __version__
-from .commands import benchmark, datasets, download, preprocess
+from .commands import benchmark, datasets, download, evaluate, preprocess, train
 
 app = typer.Typer(
     name="eegmamba",
@@ -33,6 +33,8 @@ app.command("benchmark")(benchmark.main)
 app.command("datasets")(datasets.main)
 app.command("download")(download.main)
 app.command("preprocess")(preprocess.main)
+app.command("train")(train.main)
+app.command("evaluate")(evaluate.main)
 
 
 def main() -> None:

@@ -1,0 +1,44 @@
+"""`eegmamba evaluate RUN_DIR`: test metrics per fold and dataset, beside the paper's numbers."""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..console import console, handle_errors
+from .train import Device
+
+
+class Select(str, Enum):
+    run = "run"
+    best_val = "best-val"
+    final = "final"
+
+
+@handle_errors
+def main(
+    run_dir: Annotated[Path, typer.Argument(help="The --out folder of `eegmamba train`.")],
+    data: Annotated[Optional[Path], typer.Option(help="Cache root [default: the one the run was trained on].")] = None,
+    select: Annotated[Select, typer.Option(help="Checkpoint per fold: as the run was trained (run), lowest "
+                                                "validation loss (best-val) or the last epoch (final).")] = Select.run,
+    device: Annotated[Device, typer.Option(help="auto: CUDA when available.")] = Device.auto,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 256,
+    max_windows_per_dataset: Annotated[Optional[int], typer.Option(
+        help="Random subset of at most N test windows per dataset and fold [default: the run's setting].")] = None,
+    json_out: Annotated[bool, typer.Option("--json/--no-json", help="Also print results.json to stdout.")] = False,
+) -> None:
+    """Evaluate every trained fold of a run: ACC, AUROC, weighted F1 (+ balanced acc, kappa, macro F1, AUPRC)."""
+    from ..training.evaluation import EvalConfig, all_metrics_table, evaluate_run, paper_tables
+
+    results = evaluate_run(EvalConfig(run_dir=run_dir, data=data,
+                                      select=None if select is Select.run else select.value,
+                                      device=device.value, batch_size=batch_size,
+                                      max_windows_per_dataset=max_windows_per_dataset))
+    for table in paper_tables(results):
+        console.print(table)
+    console.print(all_metrics_table(results))
+    console.print(f"wrote {run_dir / 'results.csv'}, {run_dir / 'results.json'} and {run_dir / 'confusion'}/")
+    if json_out:
+        typer.echo((run_dir / "results.json").read_text(), nl=False)

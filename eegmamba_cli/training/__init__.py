@@ -1,0 +1,1 @@
+"""Multi-task training and evaluation: dynamic sampling, folds, checkpoints, DDP, metrics."""

@@ -1,0 +1,190 @@
+"""Checkpoints without pickle: weights in safetensors, everything else in JSON.
+
+One checkpoint is a folder:
+
+    model.safetensors        the model's state dict (fp32, CPU)
+    checkpoint.json          model config, dataset specs (class names, channels, cache fingerprints),
+                             package version, epoch, seed, fold, best validation loss, the training
+                             config and the sha256 of every other file in the folder
+    optimizer.safetensors    AdamW state tensors (exp_avg, exp_avg_sq, step), only in `last/`
+    optimizer.json           AdamW param groups and any non-tensor state, only in `last/`
+
+A folder is written complete under a temporary name and then renamed into place (`publish`), so
+`fold-K/last/` and `fold-K/best/` always hold one whole epoch. Nothing here ever unpickles: a `.pt`
+file is refused, not read.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from models import DatasetSpec, EEGMamba, EEGMambaConfig
+
+from ..console import UserError
+from ..io import atomic_write_bytes, atomic_write_json
+
+FORMAT = 1
+MODEL_FILE, META_FILE = "model.safetensors", "checkpoint.json"
+OPT_FILE, OPT_META_FILE = "optimizer.safetensors", "optimizer.json"
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_checkpoint(directory: Path, model: torch.nn.Module, meta: dict,
+                     optimizer: torch.optim.Optimizer | None = None) -> None:
+    """Write a checkpoint folder at `directory` (which should be a fresh temporary folder)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {MODEL_FILE: st_save({k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()},
+                                 metadata={"format": "eegmamba"})}
+    if optimizer is not None:
+        tensors, opt_meta = optimizer_to_files(optimizer)
+        files[OPT_FILE] = st_save(tensors)
+        files[OPT_META_FILE] = (json.dumps(opt_meta, indent=1) + "\n").encode()
+    for name, data in files.items():
+        atomic_write_bytes(directory / name, data)
+    # checkpoint.json last: it lists the others with their hashes, so a torn folder never validates.
+    atomic_write_json(directory / META_FILE, dict(meta, format=FORMAT,
+                                                  files={n: _sha256(d) for n, d in files.items()}))
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """Rename the finished folder `tmp` to `final`, replacing the previous one.
+
+    Directories cannot be swapped in one rename, so the old one is first moved aside to `.NAME.old`;
+    `recover` puts it back if the process dies between the two renames.
+    """
+    old = final.with_name(f".{final.name}.old")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover(fold_dir: Path) -> None:
+    """Undo a half-finished `publish` and drop abandoned temporary folders."""
+    for name in ("last", "best"):
+        old = fold_dir / f".{name}.old"
+        if old.exists():
+            if (fold_dir / name).exists():
+                shutil.rmtree(old)
+            else:
+                os.replace(old, fold_dir / name)
+    for tmp in fold_dir.glob(".tmp-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- optimizer state as safetensors + JSON ------------------------------------------------------
+def optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = optimizer.state_dict()
+    tensors, other = {}, {}
+    for pid, state in sd["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"{pid}.{key}"] = value.detach().to("cpu").contiguous()
+            else:
+                other.setdefault(str(pid), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "state": other}
+
+
+def optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {int(pid): dict(values) for pid, values in meta["state"].items()}
+    for name, value in tensors.items():
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    groups = [dict(g, betas=tuple(g["betas"])) if "betas" in g else g for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+# --- reading -------------------------------------------------------------------------------------
+def _checkpoint_dir(path: Path) -> Path:
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise UserError(f"{path}: pickle-based checkpoints are never loaded (unpickling can run code); "
+                        f"expected a folder with {MODEL_FILE} and {META_FILE}")
+    if path.is_file() and path.name in (MODEL_FILE, META_FILE):
+        path = path.parent
+    if not path.is_dir():
+        raise UserError(f"{path}: no such checkpoint folder")
+    if not (path / META_FILE).is_file():
+        raise UserError(f"{path}: not an eegmamba checkpoint (no {META_FILE})")
+    return path
+
+
+def _read_verified(directory: Path, name: str, meta: dict) -> bytes:
+    path = directory / name
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"{path}: missing or unreadable ({err.strerror or err})") from None
+    expected = meta.get("files", {}).get(name)
+    if expected is None or _sha256(data) != expected:
+        raise UserError(f"{path}: corrupt (sha256 does not match {META_FILE}); the checkpoint is unusable")
+    return data
+
+
+def _tensors(directory: Path, name: str, meta: dict) -> dict[str, torch.Tensor]:
+    try:
+        return st_load(_read_verified(directory, name, meta))
+    except SafetensorError as err:
+        raise UserError(f"{directory / name}: not a valid safetensors file ({err})") from None
+
+
+def read_meta(path: str | Path) -> tuple[Path, dict]:
+    directory = _checkpoint_dir(Path(path))
+    try:
+        meta = json.loads((directory / META_FILE).read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{directory / META_FILE}: unreadable ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or "model_config" not in meta:
+        raise UserError(f"{directory / META_FILE}: not an eegmamba checkpoint of format {FORMAT}")
+    return directory, meta
+
+
+def build_model(meta: dict) -> EEGMamba:
+    config = EEGMambaConfig.from_dict(meta["model_config"])
+    specs = [DatasetSpec(d["name"], d["n_channels"], d["n_classes"], d.get("task", ""))
+             for d in meta["datasets"]]
+    return EEGMamba(config, specs)
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The verified weights of a checkpoint folder, as CPU tensors."""
+    directory, meta = read_meta(path)
+    return _tensors(directory, MODEL_FILE, meta)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[EEGMamba, dict]:
+    """The model of a checkpoint folder (on CPU unless `device` says otherwise) and its metadata."""
+    directory, meta = read_meta(path)
+    state = _tensors(directory, MODEL_FILE, meta)
+    model = build_model(meta)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise UserError(f"{directory / MODEL_FILE}: weights do not fit the model in {META_FILE} "
+                        f"({first})") from None
+    return model.to(device), meta
+
+
+def load_optimizer_state(path: str | Path) -> dict:
+    """The optimizer state dict saved beside a `last/` checkpoint (for resuming)."""
+    directory, meta = read_meta(path)
+    tensors = _tensors(directory, OPT_FILE, meta)
+    try:
+        opt_meta = json.loads(_read_verified(directory, OPT_META_FILE, meta))
+    except ValueError as err:
+        raise UserError(f"{directory / OPT_META_FILE}: unreadable ({err})") from None
+    return optimizer_from_files(tensors, opt_meta)

@@ -1,0 +1,240 @@
+"""`eegmamba evaluate`: test-set predictions and metrics for every trained fold of a run.
+
+For each fold-K/ of RUN_DIR, the selected checkpoint (best validation loss or final epoch, as the run
+was trained, unless overridden) predicts the windows of fold K's test subjects, rebuilt from the caches
+exactly as training split them. Outputs, all written atomically into RUN_DIR:
+
+    results.csv                         one row per fold and dataset, every metric
+    results.json                        the same, plus mean ± std over folds (ddof=0) and the paper's rows
+    confusion/<dataset>.png             confusion matrix summed over folds, with class names
+    fold-K/predictions/<dataset>.parquet  per window: manifest row, subject, label, prediction, probabilities
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.table import Table
+from sklearn.metrics import confusion_matrix
+
+from ..console import UserError, console
+from ..data.cache import WindowCache
+from ..io import atomic_write_bytes, atomic_write_json, atomic_writer
+from .checkpoint import load_checkpoint, read_meta
+from .data import split_fold
+from .distributed import resolve_device
+from .metrics import METRICS, PAPER_METRICS, MissingClassWarning, classification_metrics, mean_std
+from .paper import DISPLAY_NAMES, PAPER_RESULTS, PAPER_TABLES
+from .trainer import environment, predict_logits
+
+
+@dataclass
+class EvalConfig:
+    run_dir: Path
+    data: Path | None = None  # None: the cache root the run was trained on
+    select: str | None = None  # None: the run's --select
+    device: str = "auto"
+    batch_size: int = 256
+    max_windows_per_dataset: int | None = None  # None: the run's setting
+
+
+def read_run(run_dir: Path) -> dict:
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise UserError(f"{run_dir}: not an eegmamba training run (no run.json); pass the --out of "
+                        "`eegmamba train`")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise UserError(f"{path}: unreadable ({err})") from None
+
+
+def pick_checkpoint(fold_dir: Path, select: str) -> Path | None:
+    """fold-K/best when selecting by validation loss and it exists, else fold-K/last; None if neither."""
+    best, last = fold_dir / "best", fold_dir / "last"
+    if select == "best-val" and (best / "checkpoint.json").exists():
+        return best
+    if (last / "checkpoint.json").exists():
+        if select == "best-val":
+            console.print(f"[yellow]warning:[/] {fold_dir}: no best/ checkpoint (no validation set?); "
+                          "using last/")
+        return last
+    return None
+
+
+def _open_cache(root: Path, record: dict) -> WindowCache:
+    cache = WindowCache(root / record["name"])
+    if cache.fingerprint != record["fingerprint"]:
+        raise UserError(f"{cache.directory}: cache fingerprint {cache.fingerprint} differs from the one the "
+                        f"model was trained on ({record['fingerprint']}); evaluate with the training cache")
+    return cache
+
+
+def evaluate_run(cfg: EvalConfig) -> dict:
+    run = read_run(cfg.run_dir)
+    train_cfg = run["config"]
+    select = cfg.select or train_cfg.get("select", "best-val")
+    root = Path(cfg.data) if cfg.data is not None else Path(train_cfg["data"])
+    cap = cfg.max_windows_per_dataset if cfg.max_windows_per_dataset is not None \
+        else train_cfg.get("max_windows_per_dataset")
+    device = resolve_device(cfg.device)
+    fold_dirs = sorted((p for p in cfg.run_dir.glob("fold-*") if p.name[5:].isdigit()),
+                       key=lambda p: int(p.name[5:]))
+    rows, confusions, classes, caches = [], {}, {}, {}
+    for fold_dir in fold_dirs:
+        fold = int(fold_dir.name[5:])
+        chosen = pick_checkpoint(fold_dir, select)
+        if chosen is None:
+            console.print(f"[yellow]warning:[/] {fold_dir}: no checkpoint yet; skipped")
+            continue
+        model, meta = load_checkpoint(chosen, device)
+        trained = read_meta(fold_dir / "last")[1]["epoch"] if (fold_dir / "last").is_dir() else meta["epoch"]
+        if trained < train_cfg["epochs"]:
+            console.print(f"[yellow]warning:[/] {fold_dir}: trained {trained} of {train_cfg['epochs']} epochs "
+                          "so far")
+        for d, record in enumerate(meta["datasets"]):
+            name = record["name"]
+            if name not in caches:
+                caches[name] = _open_cache(root, record)
+            cache = caches[name]
+            test = split_fold(cache, fold, val_fraction=train_cfg["val_fraction"], seed=train_cfg["seed"],
+                              max_windows=cap).test
+            if len(test) == 0:
+                console.print(f"[yellow]warning:[/] fold {fold} {name}: no test subjects; skipped")
+                continue
+            logits = predict_logits(model, cache, test, d, cfg.batch_size, device)
+            proba = torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
+            y = cache.labels[test]
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", MissingClassWarning)
+                scores = classification_metrics(y, proba, record["class_names"], where=f"fold {fold} {name}")
+            for w in caught:
+                console.print(f"[yellow]warning:[/] {w.message}")
+            k = record["n_classes"]
+            confusions[name] = confusions.get(name, 0) + confusion_matrix(y, proba.argmax(1), labels=list(range(k)))
+            classes[name] = record["class_names"]
+            rows.append(dict(fold=fold, dataset=name, task=record.get("task", ""), n_windows=int(len(test)),
+                             checkpoint=chosen.name, epoch=int(meta["epoch"]), **scores))
+            _write_predictions(fold_dir / "predictions" / f"{name}.parquet", cache, test, y, proba)
+    if not rows:
+        raise UserError(f"{cfg.run_dir}: no fold with a checkpoint and test windows to evaluate")
+    results = _summarise(rows, run, select, cap)
+    _write_results(cfg.run_dir, rows, results)
+    for name, cm in confusions.items():
+        folds = sorted({r["fold"] for r in rows if r["dataset"] == name})
+        save_confusion_png(cfg.run_dir / "confusion" / f"{name}.png", cm, classes[name],
+                           f"{DISPLAY_NAMES.get(name, name)}: test fold(s) {', '.join(map(str, folds))}")
+    return results
+
+
+def _write_predictions(path: Path, cache: WindowCache, rows: np.ndarray, y: np.ndarray, proba: np.ndarray) -> None:
+    m = cache.manifest.iloc[rows]
+    df = pd.DataFrame({"row": rows, "subject": m["subject"].to_numpy(), "recording": m["recording"].to_numpy(),
+                       "window": m["window"].to_numpy(), "label": y, "pred": proba.argmax(1)})
+    for k in range(proba.shape[1]):
+        df[f"p_{k}"] = proba[:, k].astype(np.float32)
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _summarise(rows: list[dict], run: dict, select: str, cap) -> dict:
+    summary = {}
+    for name in dict.fromkeys(r["dataset"] for r in rows):
+        mine = [r for r in rows if r["dataset"] == name]
+        summary[name] = {m: dict(zip(("mean", "std", "n_folds"), mean_std([r[m] for r in mine])))
+                         for m in METRICS}
+    paper = {method: {n: v for n, v in table.items() if n in summary} for method, table in PAPER_RESULTS.items()}
+    return dict(run=run["config"], select=select, max_windows_per_dataset=cap, per_fold=rows, summary=summary,
+                std_ddof=0, paper=paper, environment=environment())
+
+
+def _nan_to_none(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
+def _write_results(run_dir: Path, rows: list[dict], results: dict) -> None:
+    columns = ["fold", "dataset", "task", "n_windows", "checkpoint", "epoch", *METRICS]
+    atomic_write_bytes(run_dir / "results.csv", pd.DataFrame(rows)[columns].to_csv(index=False, na_rep="NaN").encode())
+    atomic_write_json(run_dir / "results.json", _nan_to_none(results))  # NaN is not JSON: null
+
+
+def save_confusion_png(path: Path, cm: np.ndarray, class_names: list[str], title: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # no pyplot: no global backend state, headless-safe
+
+    k = len(class_names)
+    fig = Figure(figsize=(1.2 * k + 2.5, 1.1 * k + 2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)  # colour by row-normalised recall
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{cm[i, j]}\n{rates[i, j]:.0%}", ha="center", va="center", fontsize=8,
+                    color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_writer(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=120)
+
+
+# --- tables ------------------------------------------------------------------------------------------
+def _cell(mean: float, std: float | None, n: int = 2) -> str:
+    if mean is None or not np.isfinite(mean):
+        return "—"
+    return f"{mean:.4f}±{std:.4f}" if std is not None and n > 1 else f"{mean:.4f}"
+
+
+def paper_tables(results: dict) -> list[Table]:
+    """One table per task in the paper's layout (dataset ACC / AUROC / F1), paper rows beside ours."""
+    summary = results["summary"]
+    label = f"this run ({results['run'].get('preset', '?')}, {results['select']})"
+    groups = [(title, [n for n in names if n in summary]) for title, names in PAPER_TABLES.values()]
+    others = [n for n in summary if not any(n in names for _, names in PAPER_TABLES.values())]
+    groups = [g for g in groups if g[1]] + ([("Other datasets", others)] if others else [])
+    tables = []
+    for title, names in groups:
+        table = Table(title=title, title_justify="left")
+        table.add_column("Method")
+        for name in names:
+            for metric in ("ACC", "AUROC", "F1"):
+                table.add_column(f"{DISPLAY_NAMES.get(name, name)} {metric}", justify="right")
+        for method, paper in PAPER_RESULTS.items():
+            if not any(n in paper for n in names):
+                continue
+            table.add_row(f"{method} (paper)", *[_cell(*paper[n][m]) if n in paper else "—"
+                                                 for n in names for m in PAPER_METRICS])
+        table.add_row(label, *[_cell(summary[n][m]["mean"], summary[n][m]["std"], summary[n][m]["n_folds"])
+                               for n in names for m in PAPER_METRICS], style="bold")
+        tables.append(table)
+    return tables
+
+
+def all_metrics_table(results: dict) -> Table:
+    table = Table(title="All metrics (mean ± std over folds, ddof=0)", title_justify="left")
+    table.add_column("Dataset")
+    table.add_column("folds", justify="right")
+    for m in METRICS:
+        table.add_column(m, justify="right")
+    for name, s in results["summary"].items():
+        table.add_row(DISPLAY_NAMES.get(name, name), str(max(v["n_folds"] for v in s.values())),
+                      *[_cell(s[m]["mean"], s[m]["std"], s[m]["n_folds"]) for m in METRICS])
+    return table
