@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..console import UserError, console, handle_errors
+from .options import Device
 
 CPU_BATCH = 8  # a CPU default that keeps the full grid in minutes; the paper's batch (128) is for a GPU
 CUDA_BATCH = 128  # spec §14 [D]
@@ -16,12 +17,6 @@ FULL_LENGTHS = (2000, 3000, 5000, 10000, 20000, 40000)  # the paper's Tables 9-1
 FULL_CHANNELS = (1, 20)
 QUICK_LENGTHS = (2000, 5000)
 QUICK_CHANNELS = (1,)
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 class Attention(str, Enum):

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..console import console, handle_errors
-from .train import Device
+from .options import Device
 
 
 class Select(str, Enum):

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..console import console, handle_errors
+from .options import Device
 
 
 class Preset(str, Enum):
@@ -22,12 +23,6 @@ class Ablation(str, Enum):
     vanilla_moe = "vanilla-moe"
     no_task_gate = "no-task-gate"
     no_universal = "no-universal"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 class Select(str, Enum):
