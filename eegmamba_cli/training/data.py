@@ -71,7 +71,8 @@ def dataset_record(cache: WindowCache) -> dict:
     return dict(name=spec.name, n_channels=spec.n_channels, n_classes=spec.n_classes, task=spec.task,
                 class_names=cache.class_names, channels=cache.channels,
                 window_samples=cache.window_samples, sfreq=cache.info.get("sfreq"),
-                fingerprint=cache.fingerprint)
+                fingerprint=cache.fingerprint,
+                params=cache.info.get("params", {}))  # normalisation, for `predict` on raw recordings
 
 
 def available_folds(caches: dict[str, WindowCache]) -> list[int]:

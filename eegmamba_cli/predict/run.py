@@ -1,0 +1,123 @@
+"""One recording through one head: channels -> the shared pipeline -> the model -> one row per window.
+
+The windows are made exactly as `preprocess` made the training windows: the recording becomes one
+`Piece` whose windows tile it from 0 s, non-overlapping, and `pipeline.preprocess_piece` filters it with
+the corpus's passband at the native rate, resamples it to 200 Hz, cuts the windows and normalises them.
+Only the labels differ (there are none), so the model sees what it was trained on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..console import UserError
+from ..data.base import Piece
+from ..data.pipeline import preprocess_piece
+from ..data.signal import fixed_windows
+from .channels import ChannelMatcher, Source, read_channel_map
+from .model import Head
+from .recording import load_channels, open_recording
+
+
+@dataclass
+class Prediction:
+    recording: Path
+    head: Head
+    labels: tuple[str, ...]  # the file's channel labels
+    sources: list[Source]  # expected channel -> file channel(s)
+    sfreq: float  # the recording's native rate
+    duration_s: float
+    windows: pd.DataFrame  # start_s, end_s, prediction, then one probability column per class
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return self.windows[prob_columns(self.head.class_names)].to_numpy()
+
+
+def prob_columns(class_names: list[str]) -> list[str]:
+    """`p_<class>`, with anything but letters, digits, `+` and `-` turned into `_` ("p_left_hand")."""
+    import re
+
+    return ["p_" + re.sub(r"[^0-9A-Za-z+-]+", "_", name).strip("_") for name in class_names]
+
+
+def corpus_labels(head: Head) -> dict[str, str]:
+    """File labels a corpus uses for the head's channels: SHHS's `EEG` (C4-A1), BCI IV 2a's `EEG-0`."""
+    if head.name == "shhs":
+        from ..data.corpora import shhs
+        return {shhs.CHANNEL: "C4-A1"}
+    if head.name == "bciiv2a":
+        from ..data.corpora import bciiv2a
+        return dict(bciiv2a.GDF_LABELS)
+    return {}
+
+
+def match_channels(path: Path, head: Head, channel_map: Path | None):
+    rec = open_recording(path)
+    mapping = read_channel_map(channel_map) if channel_map else None
+    matcher = ChannelMatcher(rec.labels, corpus_labels(head), mapping, source=rec.name)
+    return rec, matcher.match(head.info.channels)
+
+
+def predict_recording(path: Path, head: Head, *, channel_map: Path | None = None, batch_size: int = 32,
+                      device: torch.device | str = "cpu") -> Prediction:
+    path = Path(path)
+    rec, sources = match_channels(path, head, channel_map)
+    signals = load_channels(rec, sources)
+    sfreq, n = signals.sfreq, signals.shape[1]
+    duration = n / sfreq if sfreq else 0.0
+    _check_rate(rec.name, sfreq, head)
+    if duration < head.window_s:
+        raise UserError(f"{rec.name}: lasts {duration:g} s, shorter than one {head.window_s:g}-s "
+                        f"{head.name} window")
+    starts = fixed_windows(duration, head.window_s)
+    piece = Piece(signals, sfreq, [(float(s), 0) for s in starts])
+    windows, starts_s = preprocess_piece(piece, head.info, head.params, passband=head.passband(sfreq),
+                                         source=rec.name)
+    if len(windows) == 0:  # resampling rounds the length down by a sample at most; say so plainly
+        raise UserError(f"{rec.name}: no whole {head.window_s:g}-s window fits after resampling to 200 Hz")
+    proba = classify(head, windows, batch_size, device)
+    table = window_table(starts_s, head.window_s, proba, head.class_names)
+    notes = []
+    tail = duration - (starts_s[-1] + head.window_s)
+    if tail > 1e-6:
+        notes.append(f"the last {tail:.1f} s are shorter than one window and have no prediction")
+    return Prediction(path, head, rec.labels, sources, sfreq, duration, table, notes)
+
+
+def _check_rate(name: str, sfreq: float, head: Head) -> None:
+    need = head.min_sfreq()
+    if sfreq < need:
+        low, high = head.passband(1e9)
+        raise UserError(f"{name}: sampled at {sfreq:g} Hz; the {head.name} head needs at least {need:g} Hz "
+                        f"(it was trained on {low:g}-{high:g} Hz, which needs a Nyquist frequency of {high:g} Hz)")
+
+
+@torch.no_grad()
+def classify(head: Head, windows: np.ndarray, batch_size: int, device) -> np.ndarray:
+    """Class probabilities (n, K), float64, in batches, in eval mode."""
+    from ..training.trainer import autocast_for
+
+    device = torch.device(device)
+    model = head.model
+    model.eval()
+    out = []
+    for i in range(0, len(windows), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(windows[i:i + batch_size])).to(device)
+        with autocast_for(device):
+            logits, _ = model(x, head.index)
+        out.append(torch.softmax(logits.double(), dim=1).cpu().numpy())
+    return np.concatenate(out)
+
+
+def window_table(starts_s: np.ndarray, window_s: float, proba: np.ndarray, class_names: list[str]) -> pd.DataFrame:
+    table = pd.DataFrame({"start_s": np.round(starts_s, 6), "end_s": np.round(starts_s + window_s, 6),
+                          "prediction": [class_names[k] for k in proba.argmax(1)]})
+    for column, values in zip(prob_columns(class_names), proba.T):
+        table[column] = values
+    return table
