@@ -67,10 +67,11 @@ class CacheWriter:
                 raise UserError(
                     f"{self.directory}: holds a cache made with other preprocessing parameters; "
                     "pass --overwrite to replace it or choose another --out")
-            for sub in ("arrays", "parts"):
-                shutil.rmtree(self.directory / sub, ignore_errors=True)
-            for name in ("manifest.parquet", "info.json"):
+            # markers before the data they vouch for: "finished", then "recording done", then arrays
+            for name in ("info.json", "manifest.parquet"):
                 (self.directory / name).unlink(missing_ok=True)
+            for sub in ("parts", "arrays"):
+                shutil.rmtree(self.directory / sub, ignore_errors=True)
         self.arrays.mkdir(parents=True, exist_ok=True)
         self.parts.mkdir(parents=True, exist_ok=True)
         if not stamp.exists() or stamp.read_text().strip() != self.meta["fingerprint"]:

@@ -29,7 +29,7 @@ import pandas as pd
 
 from .. import __version__
 from ..console import UserError, console
-from ..io import atomic_write_json, directory_lock
+from ..io import atomic_write_json, directory_lock, remove_stale_temporaries
 from .base import TARGET_SFREQ, Corpus, CorpusInfo, Piece, RecordingError, RecordingRef, default_passband
 from .cache import PART_COLUMNS, CacheWriter, WindowCache
 from .registry import get_corpus
@@ -243,18 +243,14 @@ def _stamp(ref: RecordingRef) -> list:
 
 
 def _clear_cache(directory: Path) -> None:
-    for sub in ("arrays", "parts"):
+    # Markers before the data they vouch for, so that a run killed part-way leaves no lie behind:
+    # info.json ("finished") first, then parts/ ("this recording is done") before arrays/, and the
+    # fingerprint last (without it a rerun would adopt leftovers made with other parameters).
+    (directory / "info.json").unlink(missing_ok=True)
+    for sub in ("parts", "arrays"):
         shutil.rmtree(directory / sub, ignore_errors=True)
-    for name in ("manifest.parquet", "info.json", "fingerprint.txt", SKIPPED_FILE):
+    for name in ("manifest.parquet", SKIPPED_FILE, "fingerprint.txt"):
         (directory / name).unlink(missing_ok=True)
-
-
-def _remove_stale_temporaries(directory: Path) -> None:
-    """A killed run can leave atomic-writer temporaries (.name.xxxx.tmp); they are never valid data."""
-    for sub in (directory, directory / "arrays", directory / "parts"):
-        if sub.is_dir():
-            for tmp in sub.glob(".*.tmp"):
-                tmp.unlink(missing_ok=True)
 
 
 def preprocess_corpus(name: str, raw: str | Path, out: str | Path, *, workers: int = 1,
@@ -295,7 +291,8 @@ def preprocess_corpus(name: str, raw: str | Path, out: str | Path, *, workers: i
     with directory_lock(cache_dir, f"eegmamba preprocess {info.name}"):
         if overwrite:
             _clear_cache(cache_dir)
-        _remove_stale_temporaries(cache_dir)
+        # a killed run can leave atomic-writer temporaries; they are never valid data
+        remove_stale_temporaries(cache_dir, cache_dir / "arrays", cache_dir / "parts")
         writer = CacheWriter(cache_dir, dataset=info.name, task=info.task, channels=list(info.channels),
                              sfreq=TARGET_SFREQ, window_samples=info.window_samples,
                              class_names=list(info.class_names), params=params.to_dict(),
@@ -395,18 +392,32 @@ def _run(corpus, todo, params, workers, strict, writer, state, report, progress)
                     ref = queue.pop(0)
                     pending[pool.submit(_work, corpus, ref, params)] = ref.id
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                lost: list[str] = []
                 for fut in sorted(done, key=lambda f: pending[f]):
                     rid = pending.pop(fut)
                     try:
                         status, payload = fut.result()
                     except BrokenProcessPool:  # killed (out of memory?) or crashed: not the file's fault
-                        raise UserError(
-                            f"a worker process died while reading {_name(by_id[rid])} (out of memory, or a "
-                            "crash in a reader); finished recordings are kept: run again to resume, "
-                            "perhaps with fewer --workers") from None
+                        lost.append(rid)
+                        continue
                     except Exception as err:  # e.g. a result that could not be sent back
                         status, payload = "skip", _one_line(
                             f"{_name(by_id[rid])}: worker failed ({type(err).__name__}: {err})")
                     handle(rid, status, payload)
+                if lost:
+                    # A dead worker breaks the whole pool, and the pool cannot say which recording
+                    # killed it: keep what finished, and name every recording that was in flight.
+                    wait(pending)
+                    for fut in sorted(pending, key=lambda f: pending[f]):
+                        rid = pending[fut]
+                        if fut.cancelled() or fut.exception() is not None:
+                            lost.append(rid)
+                        else:
+                            handle(rid, *fut.result())
+                    names = ", ".join(_name(by_id[r]) for r in sorted(set(lost)))
+                    raise UserError(
+                        f"a worker process died while reading {names} (out of memory, or a crash in a "
+                        "reader); finished recordings are kept: run again to resume, perhaps with fewer "
+                        "--workers")
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
