@@ -29,7 +29,7 @@ from safetensors.torch import save as st_save
 from models import DatasetSpec, EEGMamba, EEGMambaConfig
 
 from ..console import UserError
-from ..io import atomic_write_bytes, atomic_write_json
+from ..io import atomic_write_bytes, atomic_write_json, fsync_directory
 
 FORMAT = 1
 MODEL_FILE, META_FILE = "model.safetensors", "checkpoint.json"
@@ -68,7 +68,14 @@ def publish(tmp: Path, final: Path) -> None:
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
-    os.replace(tmp, final)
+    try:
+        os.replace(tmp, final)
+    except OSError as err:
+        if old.exists() and not final.exists():
+            os.replace(old, final)  # put the previous checkpoint back at once
+        raise UserError(f"{final}: cannot publish the new checkpoint ({err.strerror or err}); "
+                        "the previous one is unchanged") from None
+    fsync_directory(final.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -41,7 +41,7 @@ from .. import __version__
 from ..bench.report import write_csv
 from ..console import UserError, console
 from ..data.cache import WindowCache
-from ..io import atomic_write_json, atomic_write_text, directory_lock
+from ..io import atomic_write_json, atomic_write_text, directory_lock, remove_stale_temporaries
 from . import checkpoint as ckpt
 from .data import (Split, available_folds, dataset_record, dataset_spec, default_cache_root,
                    resolve_datasets, split_fold)
@@ -197,7 +197,9 @@ def environment() -> dict:
     from models.ops import backend_name
     return dict(eegmamba=__version__, python=platform.python_version(), torch=torch.__version__,
                 numpy=np.__version__, sklearn=sklearn.__version__, safetensors=safetensors.__version__,
-                cuda=torch.version.cuda, platform=platform.platform(), backend=backend_name())
+                cuda=torch.version.cuda, platform=platform.platform(), backend=backend_name(),
+                # CPU results are bit-identical only at the same thread count (reduction order)
+                torch_threads=torch.get_num_threads())
 
 
 @dataclass
@@ -241,6 +243,8 @@ def train(cfg: TrainConfig) -> list[int]:
     try:
         ctx = RunContext(cfg, caches, mconfig, device, info)
         with _lock_run_dir(ctx):
+            if info.is_main:  # a killed run's atomic-writer temporaries (fold folders: FoldTrainer.run)
+                remove_stale_temporaries(cfg.out)
             for fold in folds:  # cheap: reads fold-K/last/checkpoint.json only
                 check_resumable(ctx, fold)
             if info.is_main:
@@ -331,6 +335,7 @@ class FoldTrainer:
         if main:
             self.dir.mkdir(parents=True, exist_ok=True)
             ckpt.recover(self.dir)
+            remove_stale_temporaries(self.dir)
             if not self.cfg.resume:
                 self._clear()
         barrier(self.ctx.dist)
@@ -512,11 +517,15 @@ class FoldTrainer:
                                 "rank)) at the start of epoch e"),
                     saved=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         tmp = self.dir / f".tmp-last-{epoch}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        ckpt.write_checkpoint(tmp, self.model, meta, self.optimizer)
-        if improved:
-            tmp_best = self.dir / f".tmp-best-{epoch}"
-            shutil.rmtree(tmp_best, ignore_errors=True)
-            ckpt.write_checkpoint(tmp_best, self.model, meta)
-            ckpt.publish(tmp_best, self.dir / "best")
-        ckpt.publish(tmp, self.dir / "last")
+        tmp_best = self.dir / f".tmp-best-{epoch}"
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            ckpt.write_checkpoint(tmp, self.model, meta, self.optimizer)
+            if improved:
+                shutil.rmtree(tmp_best, ignore_errors=True)
+                ckpt.write_checkpoint(tmp_best, self.model, meta)
+                ckpt.publish(tmp_best, self.dir / "best")
+            ckpt.publish(tmp, self.dir / "last")
+        finally:  # a failed save (full disk) leaves the previous checkpoints and no half-written folder
+            for folder in (tmp, tmp_best):
+                shutil.rmtree(folder, ignore_errors=True)
