@@ -33,7 +33,8 @@ from ..io import atomic_write_json, directory_lock, remove_stale_temporaries
 from .base import TARGET_SFREQ, Corpus, CorpusInfo, Piece, RecordingError, RecordingRef, default_passband
 from .cache import PART_COLUMNS, CacheWriter, WindowCache
 from .registry import get_corpus
-from .signal import filter_resample_channel, resampled_length, sample_starts, zscore_rows
+from .signal import (design_sos, filter_resample_channel, resample_factor, resampled_length, sample_starts,
+                     zscore_rows)
 
 # Bump when the numbers written for the same raw files and parameters change: it enters the
 # fingerprint, so existing caches are then refused instead of silently mixed.
@@ -93,6 +94,11 @@ def preprocess_piece(piece: Piece, info: CorpusInfo, params: PreprocessParams, *
     if len(kept) == 0:
         return out, starts_s
     band = passband if passband is not None else default_passband(piece.sfreq)
+    try:  # a rate no filter or resampler can use (a corrupt header) is one line naming the source
+        design_sos(float(piece.sfreq), *band)
+        resample_factor(piece.sfreq)
+    except RecordingError as err:
+        raise RecordingError(f"{source}: {err}") from None
     names = info.channels if len(info.channels) == n_ch else [f"#{c + 1}" for c in range(n_ch)]
     for c in range(n_ch):  # one channel at a time: float64 temporaries stay one channel long
         row = np.asarray(piece.data[c], dtype=np.float64)

@@ -30,7 +30,7 @@ def resample_factor(sfreq: float, target: float = TARGET_SFREQ) -> tuple[int, in
     if not sfreq > 0:
         raise RecordingError(f"sampling rate {sfreq!r} Hz is not usable")
     frac = Fraction(target / sfreq).limit_denominator()
-    if max(frac.numerator, frac.denominator) > MAX_FACTOR_TERM:
+    if frac.numerator == 0 or max(frac.numerator, frac.denominator) > MAX_FACTOR_TERM:
         raise RecordingError(f"sampling rate {sfreq:g} Hz has no small rational factor to "
                              f"{target:g} Hz ({frac.numerator}/{frac.denominator})")
     return frac.numerator, frac.denominator
@@ -46,6 +46,8 @@ def resampled_length(n: int, sfreq: float, target: float = TARGET_SFREQ) -> int:
 def design_sos(sfreq: float, low: float | None, high: float | None) -> np.ndarray | None:
     """Butterworth SOS for the passband (either edge may be None); None when there is nothing to do."""
     nyq = sfreq / 2
+    if low is not None and low > 0 and low >= nyq:
+        raise RecordingError(f"sampling rate {sfreq:g} Hz is too low for the {low:g}-Hz high-pass")
     if high is not None and high >= nyq:
         high = None
     if low is not None and low <= 0:

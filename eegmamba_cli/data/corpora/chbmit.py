@@ -119,7 +119,7 @@ def parse_summary(text: str, source: str = "summary") -> Summary:
                 channels, changed = {}, False
             channels[int(ch.group(1))] = value
         elif key == "data sampling rate":
-            num = re.match(r"([\d.]+)", value)
+            num = re.match(r"([0-9]+(?:\.[0-9]*)?)", value)
             sfreq = float(num.group(1)) if num else None
         elif key == "file name":
             close(lineno)
@@ -134,7 +134,7 @@ def parse_summary(text: str, source: str = "summary") -> Summary:
         elif entry is not None and key == "file end time":
             entry.end_clock = _clock_seconds(value, where)
         elif entry is not None and key == "number of seizures in file":
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):  # str.isdigit() also accepts '²'
                 raise RecordingError(f"{where}: unreadable seizure count {value!r}")
             entry.n_seizures = int(value)
     close(-1)
