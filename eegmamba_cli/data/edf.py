@@ -161,6 +161,9 @@ def read_header(path: str | Path) -> EdfHeader:
         samples_per_record=spr,
     )
     record_bytes = sum(spr) * header.bytes_per_sample
+    annotation_only = all(label == "EDF Annotations" for label in header.labels)
+    if record_bytes == 0 and not annotation_only:
+        raise RecordingError(f"{path.name}: corrupt EDF header (data records of 0 samples)")
     available = max(0, size - header_bytes) // record_bytes if record_bytes else 0
     if header.n_records == -1:  # "unknown" (a recording still being written): count what is there
         header = _replace(header, n_records=available)
@@ -171,7 +174,6 @@ def read_header(path: str | Path) -> EdfHeader:
             f"{path.name}: truncated (header declares {header.n_records} data records, the file holds "
             f"{available}; {size} of {header_bytes + header.n_records * record_bytes} bytes)")
     # EDF+ lets annotation-only files (Sleep-EDF hypnograms) declare records of duration 0.
-    annotation_only = all(label == "EDF Annotations" for label in header.labels)
     if not math.isfinite(header.record_s) or header.record_s < 0 or (header.record_s == 0 and not annotation_only):
         raise RecordingError(f"{path.name}: corrupt EDF header (record duration {header.record_s:g} s)")
     return header

@@ -92,6 +92,7 @@ def _open_raw(path: Path, include: list[str] | None = None):
 
     kwargs = dict(preload=False, verbose="error")
     suffix = path.suffix.lower()
+    _check_complete(path, suffix)
     try:
         if suffix == ".fif":
             return mne.io.read_raw_fif(path, **kwargs)
@@ -100,6 +101,22 @@ def _open_raw(path: Path, include: list[str] | None = None):
     except Exception as err:  # MNE raises many types for a corrupt file
         raise RecordingError(f"{path.name}: cannot read ({type(err).__name__}: "
                              f"{' '.join(str(err).split())})") from None
+
+
+def _check_complete(path: Path, suffix: str) -> None:
+    """Refuse a truncated or corrupt EDF/BDF/GDF header here: MNE only warns (silenced above) and reads
+    whatever records a cut-short file holds, so a partial copy would pass as a shorter recording."""
+    if suffix in (".edf", ".bdf"):
+        from ..edf import read_header as read_edf_header
+
+        read_edf_header(path)  # RecordingError naming the file
+    elif suffix == ".gdf":
+        from ..gdf import GdfError, check_complete, read_header as read_gdf_header
+
+        try:
+            check_complete(path, read_gdf_header(path))
+        except (GdfError, OSError) as err:
+            raise RecordingError(f"{path.name}: {err}") from None
 
 
 def _match(names: list[str], wanted: list[str], source: str) -> list[str]:
