@@ -70,8 +70,8 @@ def read_events_tsv(path: Path) -> list[tuple[float, float, str]]:
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise RecordingError(f"{path.name}: cannot read ({err})") from None
     if rows and not {"onset", "trial_type"} <= set(rows[0]):
-        raise RecordingError(f"{path.name}: needs the columns onset and trial_type "
-                             f"(has {', '.join(k for k in rows[0] if k)})")
+        found = " ".join(", ".join(k for k in rows[0] if k).split())  # a header cell may hold a line break
+        raise RecordingError(f"{path.name}: needs the columns onset and trial_type (has {found})")
     out = []
     for i, row in enumerate(rows, 2):
         try:
