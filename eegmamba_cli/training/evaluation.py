@@ -43,6 +43,7 @@ class EvalConfig:
     device: str = "auto"
     batch_size: int = 256
     max_windows_per_dataset: int | None = None  # None: the run's setting
+    allow_pickle: bool = False  # --allow-pickle-checkpoint: .pt state dicts via torch.load(weights_only=True)
 
 
 def read_run(run_dir: Path) -> dict:
@@ -94,7 +95,7 @@ def evaluate_run(cfg: EvalConfig) -> dict:
         if chosen is None:
             console.print(f"[yellow]warning:[/] {fold_dir}: no checkpoint yet; skipped")
             continue
-        model, meta = load_checkpoint(chosen, device)
+        model, meta = load_checkpoint(chosen, device, allow_pickle=cfg.allow_pickle)
         trained = read_meta(fold_dir / "last")[1]["epoch"] if (fold_dir / "last").is_dir() else meta["epoch"]
         if trained < train_cfg["epochs"]:
             console.print(f"[yellow]warning:[/] {fold_dir}: trained {trained} of {train_cfg['epochs']} epochs "
