@@ -75,7 +75,7 @@ WRITERS = {".write_text", ".write_bytes", ".to_csv", ".to_parquet", ".to_json", 
 ALLOWED_WRITES = {
     ("eegmamba_cli/io.py", "directory_lock", "open(lock_path, 'a+')"):
         "the lock file itself: flock needs a stable inode, its content is informational",
-    ("eegmamba_cli/data/download.py", "fetch_file", "open(part, 'ab' if resumed else 'wb')"):
+    ("eegmamba_cli/data/download.py", "_open_part", "os.fdopen(os.open(part, flags, 420), 'ab' if append else 'wb')"):
         "the documented resumable <file>.part, verified by sha256 before os.replace to its final name",
     ("eegmamba_cli/bench/model.py", "_reset_peak_rss", "open('/proc/self/clear_refs', 'w')"):
         "a kernel control file, not data",
