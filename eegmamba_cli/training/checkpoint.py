@@ -199,16 +199,25 @@ def read_meta(path: str | Path) -> tuple[Path, dict]:
         meta = json.loads((directory / META_FILE).read_text())
     except (OSError, ValueError) as err:
         raise UserError(f"{directory / META_FILE}: unreadable ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or "model_config" not in meta:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("model_config"), dict):
         raise UserError(f"{directory / META_FILE}: not an eegmamba checkpoint of format {FORMAT}")
+    datasets = meta.get("datasets")
+    if not isinstance(meta.get("epoch", 0), int) or not isinstance(datasets, list) or not datasets or not all(
+            isinstance(d, dict) and {"name", "n_channels", "n_classes"} <= set(d) for d in datasets):
+        raise UserError(f"{directory / META_FILE}: damaged checkpoint metadata (datasets missing or epoch "
+                        "not a number)")
     return directory, meta
 
 
-def build_model(meta: dict) -> EEGMamba:
-    config = EEGMambaConfig.from_dict(meta["model_config"])
-    specs = [DatasetSpec(d["name"], d["n_channels"], d["n_classes"], d.get("task", ""))
-             for d in meta["datasets"]]
-    return EEGMamba(config, specs)
+def build_model(meta: dict, source: str | Path = META_FILE) -> EEGMamba:
+    try:
+        config = EEGMambaConfig.from_dict(meta["model_config"])
+        specs = [DatasetSpec(d["name"], int(d["n_channels"]), int(d["n_classes"]), d.get("task", ""))
+                 for d in meta["datasets"]]
+        return EEGMamba(config, specs)
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        raise UserError(f"{source}: its model config does not describe an EEGMamba model "
+                        f"({type(err).__name__}: {' '.join(str(err).split())})") from None
 
 
 def load_state_dict(path: str | Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
@@ -241,7 +250,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
     pickle_file = path.suffix.lower() in PICKLE_SUFFIXES and allow_pickle
     directory, meta = read_meta(path.parent if pickle_file else path)
     state = load_state_dict(path, allow_pickle=allow_pickle)
-    model = build_model(meta)
+    model = build_model(meta, directory / META_FILE)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:

@@ -276,7 +276,15 @@ def _lock_run_dir(ctx: RunContext):
 
 def _write_run_record(ctx: RunContext, folds: list[int]) -> None:
     path = ctx.cfg.out / "run.json"
-    previous = json.loads(path.read_text()).get("invocations", []) if path.exists() else []
+    previous = []
+    if path.exists():
+        try:
+            previous = json.loads(path.read_text())["invocations"]
+            if not isinstance(previous, list):
+                raise TypeError("invocations is not a list")
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UserError(f"{path}: unreadable run record (not written by eegmamba train?); move it away "
+                            "or choose another --out") from None
     invocation = dict(argv=sys.argv, started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       folds=folds, resume=ctx.cfg.resume)
     atomic_write_json(path, dict(ctx.record(), folds=folds, invocations=previous + [invocation]))
@@ -376,8 +384,12 @@ class FoldTrainer:
         self.best_val, self.best_epoch = (math.inf if best is None else float(best)), int(meta.get("best_epoch", 0))
         metrics = self.dir / "metrics.jsonl"
         if metrics.exists():  # rows written after the last complete checkpoint are dropped
-            rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-            self.rows = [r for r in rows if r["epoch"] < self.start_epoch]
+            try:
+                rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+                self.rows = [r for r in rows if r["epoch"] < self.start_epoch]
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                raise UserError(f"{metrics}: unreadable ({type(err).__name__}: {err}); move it away to resume "
+                                "without the earlier epochs' metrics, or pass --no-resume") from None
         if self.ctx.dist.is_main:
             console.print(f"fold {self.fold}: resuming after epoch {meta['epoch']} from {directory}")
 
