@@ -79,14 +79,17 @@ def kill_after(args: list[str], delay: float, *, kill_group: bool = False, env: 
     return Outcome(killed, proc.returncode, log.read_text(errors="replace"), time.perf_counter() - t0, proc.pid)
 
 
-def timed_phases(args: list[str], lock_file: Path, *, env: dict | None = None) -> tuple[Outcome, float]:
-    """Run `args` uninterrupted; also return when it first held `lock_file` (its work phase began)."""
+def timed_phases(args: list[str], lock_file: Path, *, env: dict | None = None,
+                 work_started=None) -> tuple[Outcome, float]:
+    """Run `args` uninterrupted; also return when its work phase began: when `work_started()` first
+    returned true, else when it first held `lock_file`."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env or ENV, cwd=REPO)
         t_lock = None
         while proc.poll() is None:
-            if t_lock is None and holder_pid(lock_file) == proc.pid:
+            started = work_started() if work_started else holder_pid(lock_file) == proc.pid
+            if t_lock is None and started:
                 t_lock = time.perf_counter() - t0
             time.sleep(0.01)
         elapsed = time.perf_counter() - t0

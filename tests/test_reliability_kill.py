@@ -2,8 +2,8 @@
 
 Each scenario runs the real command (`python -m eegmamba_cli ...`) and kills it with SIGKILL after a
 delay drawn from a seeded RNG over the command's observed duration: half of the draws over the whole
-run (start-up included), half over its work phase (from the moment it holds its output folder's lock to
-its end). The kills are chained, as a user who keeps hitting the same crash would see them: each killed
+run (start-up included), half over its work phase (preprocess: from the moment it holds the cache
+folder's lock; train: from the start of training proper) to its end. The kills are chained, as a user who keeps hitting the same crash would see them: each killed
 run starts from what the previous one left. After every kill:
 
 * nothing is corrupt: every file visible under its final name is byte-identical to the same file of an
@@ -135,7 +135,9 @@ def train_reference(tmp_path_factory):
     data = base / "cache"
     make_cache(data, "toya", n_subjects=6, windows_per_subject=60)
     straight = base / "straight"
-    outcome, work_start = timed_phases(train_args(data, straight), straight / ".lock")
+    # the work phase: training proper, which begins once fold-1/run.json is written
+    outcome, work_start = timed_phases(train_args(data, straight), straight / ".lock",
+                                       work_started=lambda: (straight / "fold-1" / "run.json").exists())
     assert outcome.returncode == 0, outcome.output
     per_epoch = {}
     for epoch in range(1, TRAIN_EPOCHS + 1):
