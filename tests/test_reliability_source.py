@@ -70,7 +70,8 @@ def _rel(path: Path) -> str:
 WRITERS = {".write_text", ".write_bytes", ".to_csv", ".to_parquet", ".to_json", ".to_pickle", ".to_hdf",
            ".savefig", "np.save", "np.savez", "np.savez_compressed", ".tofile", "torch.save", "json.dump",
            "pickle.dump", ".EdfWriter", "pyedflib.EdfWriter", "shutil.copy", "shutil.copyfile", "shutil.copy2",
-           "shutil.copytree", "shutil.move", "os.rename", ".rename", ".symlink_to", ".touch", ".dump"}
+           "shutil.copytree", "shutil.move", "os.rename", ".rename", ".symlink_to", ".touch", ".dump", ".savemat",
+           "savemat"}
 # (file, function, call source) -> why a direct write is right there
 ALLOWED_WRITES = {
     ("eegmamba_cli/io.py", "directory_lock", "open(lock_path, 'a+')"):
