@@ -205,7 +205,7 @@ def fetch_bytes(url: str, what: str) -> bytes:
             length = resp.headers.get("Content-Length")
     except urllib.error.HTTPError as err:
         raise DownloadError(f"{what}: HTTP {err.code} {err.reason} from {url}") from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as err:  # ValueError: bad URL
         raise DownloadError(f"{what}: cannot fetch {url} ({getattr(err, 'reason', err)!s:.200})") from None
     if length is not None and length.isdigit() and len(data) != int(length):
         raise DownloadError(f"{what}: truncated transfer ({len(data)} of {length} bytes)")
@@ -227,7 +227,7 @@ def fetch_file(url: str, dest: Path, digest: str, name: str, on_bytes: Callable[
             resp = None
         else:
             raise DownloadError(f"{name}: HTTP {err.code} {err.reason} from {url}") from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as err:  # ValueError: bad URL
         raise DownloadError(f"{name}: cannot reach {url} ({getattr(err, 'reason', err)})") from None
     if resp is not None:
         with resp:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -210,6 +211,8 @@ def resolve_options(corpus: Corpus, options: dict | None) -> dict:
 
 
 def _coerce(corpus: str, key: str, value, default):
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{corpus}: option {key}={value!r} must be a finite number")
     if default is None or isinstance(value, type(default)):
         return value
     if isinstance(default, bool):

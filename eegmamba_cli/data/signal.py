@@ -19,6 +19,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import signal as sps
 
+from ..console import UserError
 from .base import TARGET_SFREQ, RecordingError
 
 FILTER_ORDER = 4
@@ -107,8 +108,16 @@ def merge_intervals(intervals) -> list[tuple[float, float]]:
     return [(a, b) for a, b in merged]
 
 
+def check_fraction(name: str, value: float) -> float:
+    """An option that is a share of a window: in (0, 1]."""
+    if not 0 < float(value) <= 1:
+        raise UserError(f"option {name}={value!r} must be a fraction in (0, 1]")
+    return float(value)
+
+
 def overlap_labels(starts_s: np.ndarray, window_s: float, intervals, min_fraction: float = 0.5) -> np.ndarray:
     """1 where at least `min_fraction` of the window lies inside the (merged) intervals, else 0."""
+    check_fraction("min_ictal_fraction", min_fraction)
     starts_s = np.asarray(starts_s, dtype=np.float64)
     inside = np.zeros(len(starts_s))
     for a, b in merge_intervals(intervals):

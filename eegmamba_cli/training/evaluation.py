@@ -84,6 +84,8 @@ def _open_cache(root: Path, record: dict) -> WindowCache:
 
 
 def evaluate_run(cfg: EvalConfig) -> dict:
+    if cfg.batch_size < 1:
+        raise UserError(f"--batch-size {cfg.batch_size}: expected at least 1")
     run = read_run(cfg.run_dir)
     train_cfg = run["config"]
     select = cfg.select or train_cfg.get("select", "best-val")

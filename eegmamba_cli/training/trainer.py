@@ -226,8 +226,15 @@ def train(cfg: TrainConfig) -> list[int]:
         raise UserError(f"--select {cfg.select!r}: expected best-val or final")
     if cfg.select == "best-val" and cfg.val_fraction <= 0:
         raise UserError("--select best-val needs a validation set; use --val-fraction > 0 or --select final")
-    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
-        raise UserError("--epochs and --batch-size must be >= 1 and --lr > 0")
+    if cfg.epochs < 1 or cfg.batch_size < 1 or not 0 < cfg.lr < math.inf:
+        raise UserError("--epochs and --batch-size must be >= 1 and --lr a finite number > 0")
+    for flag, value in (("--weight-decay", cfg.weight_decay), ("--balance-weight", cfg.balance_weight),
+                        ("--z-weight", cfg.z_weight)):
+        if not 0 <= value < math.inf:
+            raise UserError(f"{flag} {value}: expected a finite number >= 0")
+    for flag, value in (("--d-model", cfg.d_model), ("--layers", cfg.layers)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} {value}: expected at least 1")
     if not 0 <= cfg.val_fraction < 1:
         raise UserError(f"--val-fraction {cfg.val_fraction}: expected a fraction in [0, 1)")
     caches = resolve_datasets(cfg.tasks, Path(cfg.data))

@@ -15,7 +15,7 @@ from pathlib import Path
 from ...console import UserError
 from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
 from ..edf import EdfSignals, match_channels, read_header
-from ..signal import fixed_windows, overlap_labels
+from ..signal import check_fraction, fixed_windows, overlap_labels
 
 # The 23 channels of the paper, in order; T8-P8 appears twice (EDF channels 15 and 23 hold the same
 # derivation) and each copy is read from its own EDF channel.
@@ -255,6 +255,7 @@ class ChbMit(Corpus):
                 "crosscheck": True}
 
     def configure(self, raw: Path, options: dict) -> "ChbMit":
+        check_fraction("min_ictal_fraction", options.get("min_ictal_fraction", 0.5))
         if options.get("files", "seizures") not in ("seizures", "all"):
             raise UserError(f"chbmit: option files must be 'seizures' or 'all', not {options['files']!r}")
         return ChbMit(files=options.get("files", "seizures"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ...console import UserError
-from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
+from ..base import TARGET_SFREQ, Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
 from ..edf import normalise_label
 
 SUFFIXES = (".edf", ".bdf", ".gdf", ".fif")
@@ -141,8 +142,10 @@ class Custom(Corpus):
     def configure(self, raw: Path, options: dict) -> "Custom":
         raw = Path(raw)
         window, stride = float(options.get("window", 4.0)), float(options.get("stride", 0.0) or 0.0)
-        if not window > 0 or stride < 0:
-            raise UserError(f"custom: --window must be > 0 and --stride >= 0 (got {window:g}, {stride:g})")
+        if not (math.isfinite(window) and math.isfinite(stride)) or window * TARGET_SFREQ < 1 or stride < 0 \
+                or 0 < stride * TARGET_SFREQ < 1:
+            raise UserError(f"custom: --window must be finite and at least one sample at {TARGET_SFREQ:g} Hz, "
+                            f"--stride 0 (= the window) or at least one sample (got {window:g}, {stride:g})")
         files = signal_files(raw)
         labels = _split(options.get("labels"))
         if not labels:
