@@ -212,3 +212,16 @@ def write_chb_corpus(raw: Path, n_files: int = 10, seconds: int = 16, broken: bo
     (folder / "chb01-summary.txt").write_text("Data Sampling Rate: 256 Hz\n\n" + _channel_block(CHANNELS)
                                               + "\n" + "\n".join(blocks))
     return Path(raw)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of process group `pgid` (Linux /proc), zombies excluded."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members

@@ -17,8 +17,13 @@ table (see helpers_reliability).
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +33,7 @@ from eegmamba_cli.data.cache import WindowCache
 from eegmamba_cli.training.checkpoint import load_checkpoint, load_optimizer_state, read_meta
 from eegmamba_cli.training.trainer import TrainConfig, train
 from helpers_cache import make_cache
-from helpers_reliability import (cli, holder_pid, kill_after, print_table, record_scenario, run, sha256, temporaries,
+from helpers_reliability import (ENV, REPO, cli, group_members, holder_pid, kill_after, print_table, record_scenario, run, sha256, temporaries,
                                  timed_phases, tree_hashes, write_chb_corpus)
 
 ATTEMPTS = 10
@@ -228,3 +233,25 @@ def compare_run(fold_dir: Path, reference: Path) -> list[str]:
     if leftovers:
         problems.append(f"temporaries left: {leftovers}")
     return problems
+
+
+def test_workers_of_a_killed_preprocess_exit_too(corpus, tmp_path):
+    """SIGKILL of the main process only: its worker processes must not linger (they would hold a
+    recording in memory each, forever: they never see their task queue close)."""
+    raw = corpus[0]
+    proc = subprocess.Popen(preprocess_args(raw, tmp_path / "out", workers=2), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=ENV, cwd=REPO, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(group_members(proc.pid)) < 4 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)  # the main process, the resource tracker and two workers
+        assert len(group_members(proc.pid)) >= 4, "the workers never started"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while group_members(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert group_members(proc.pid) == [], "worker processes outlived their killed parent"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -173,6 +173,24 @@ def _work(corpus: Corpus, ref: RecordingRef, params: PreprocessParams):
         return "skip", _one_line(f"{_name(ref)}: unreadable ({type(err).__name__}: {err})")
 
 
+def _exit_with_parent(parent: int, interval_s: float = 0.5) -> None:
+    """Worker initializer: end this worker soon after the parent dies (SIGKILL, OOM killer).
+
+    The pool's workers hold both ends of their task queue, so they never see it close: without this,
+    a killed run left its idle workers (and the recordings in their memory) behind for good. Exiting
+    at once is safe: workers only read, the parent alone writes the cache.
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _name(ref: RecordingRef) -> str:
     return ref.paths[0].name if ref.paths else ref.id
 
@@ -392,7 +410,8 @@ def _run(corpus, todo, params, workers, strict, writer, state, report, progress)
                 handle(ref.id, status, payload)
             return
         # spawn, not fork: the parent runs a progress thread, and forking a threaded process can hang.
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
         pending: dict[Future, str] = {}
         queue = list(todo)
         try:
