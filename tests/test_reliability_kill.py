@@ -3,8 +3,9 @@
 Each scenario runs the real command (`python -m eegmamba_cli ...`) and kills it with SIGKILL after a
 delay drawn from a seeded RNG over the command's observed duration: half of the draws over the whole
 run (start-up included), half over its work phase (preprocess: from the moment it holds the cache
-folder's lock; train: from the start of training proper) to its end. The kills are chained, as a user who keeps hitting the same crash would see them: each killed
-run starts from what the previous one left. After every kill:
+folder's lock; train: from the start of training proper) to its end. The kills are chained, as a user
+who keeps hitting the same crash would see them: each killed run starts from what the previous one
+left. After every kill:
 
 * nothing is corrupt: every file visible under its final name is byte-identical to the same file of an
   uninterrupted run (temporaries such as `.x.tmp` may remain until the next run);
@@ -33,8 +34,9 @@ from eegmamba_cli.data.cache import WindowCache
 from eegmamba_cli.training.checkpoint import load_checkpoint, load_optimizer_state, read_meta
 from eegmamba_cli.training.trainer import TrainConfig, train
 from helpers_cache import make_cache
-from helpers_reliability import (ENV, REPO, cli, group_members, holder_pid, kill_after, print_table, record_scenario, run, sha256, temporaries,
-                                 timed_phases, tree_hashes, write_chb_corpus)
+from helpers_reliability import (ENV, REPO, cli, group_members, holder_pid, kill_after, print_table,
+                                 record_scenario, run, sha256, temporaries, timed_phases, tree_hashes,
+                                 write_chb_corpus)
 
 ATTEMPTS = 10
 pytestmark = pytest.mark.slow

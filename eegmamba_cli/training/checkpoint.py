@@ -124,9 +124,9 @@ PICKLE_FLAG = "--allow-pickle-checkpoint"
 
 
 def _refuse_pickle(path: Path) -> UserError:
-    return UserError(f"{path}: pickle-based checkpoints are never loaded without {PICKLE_FLAG} (unpickling can run code); "
-                     f"expected a folder with {MODEL_FILE} and {META_FILE}, or pass {PICKLE_FLAG} to read "
-                     "a state dict with torch.load(weights_only=True)")
+    return UserError(f"{path}: pickle-based checkpoints are never loaded without {PICKLE_FLAG} (unpickling "
+                     f"can run code); expected a folder with {MODEL_FILE} and {META_FILE}, or pass {PICKLE_FLAG} "
+                     "to read a state dict with torch.load(weights_only=True)")
 
 
 def _checkpoint_dir(path: Path) -> Path:
