@@ -28,7 +28,8 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def handle_errors(func: F) -> F:
-    """Decorate a command: a UserError becomes one red line and exit code 1."""
+    """Decorate a command: a UserError (or an OSError, or running out of memory) becomes one red line
+    and exit code 1; Ctrl-C becomes "interrupted" and exit code 130."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -38,5 +39,10 @@ def handle_errors(func: F) -> F:
             fail(str(err), err.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except OSError as err:  # the environment, not a bug: full disk, permissions, a vanished file
+            where = f"{err.filename}: " if err.filename else ""
+            fail(f"{where}{err.strerror or err}")
+        except MemoryError:
+            fail("out of memory")
 
     return wrapper  # type: ignore[return-value]

@@ -30,6 +30,7 @@ def write_workload(folder: Path, seconds: int) -> Path:
     """A CHB-MIT-shaped recording `chb01/chb01_01.edf` plus its summary; returns the EDF path."""
     from ..data.corpora.chbmit import CHANNELS
     from ..data.edf import write_edf
+    from ..io import atomic_write_text
 
     case = folder / "chb01"
     case.mkdir(parents=True, exist_ok=True)
@@ -40,8 +41,8 @@ def write_workload(folder: Path, seconds: int) -> Path:
     path = write_edf(case / "chb01_01.edf", CHANNELS, [SFREQ] * len(CHANNELS), data,
                      start=dt.datetime(2010, 1, 1, 12), physical=[(-3276.8, 3276.8)] * len(CHANNELS),
                      digital=(-32767, 32767))
-    (case / "chb01-summary.txt").write_text("File Name: chb01_01.edf\nNumber of Seizures in File: 1\n"
-                                            "Seizure Start Time: 100 seconds\nSeizure End Time: 140 seconds\n")
+    atomic_write_text(case / "chb01-summary.txt", "File Name: chb01_01.edf\nNumber of Seizures in File: 1\n"
+                      "Seizure Start Time: 100 seconds\nSeizure End Time: 140 seconds\n")
     return path
 
 

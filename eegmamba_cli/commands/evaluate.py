@@ -28,6 +28,10 @@ def main(
     max_windows_per_dataset: Annotated[Optional[int], typer.Option(
         help="Random subset of at most N test windows per dataset and fold [default: the run's setting].")] = None,
     json_out: Annotated[bool, typer.Option("--json/--no-json", help="Also print results.json to stdout.")] = False,
+    allow_pickle_checkpoint: Annotated[bool, typer.Option(
+        "--allow-pickle-checkpoint/--no-allow-pickle-checkpoint",
+        help="Also read a .pt/.pth state dict (beside checkpoint.json, instead of model.safetensors) with "
+             "torch.load(weights_only=True); pickles are refused by default.")] = False,
 ) -> None:
     """Evaluate every trained fold of a run: ACC, AUROC, weighted F1 (+ balanced acc, kappa, macro F1, AUPRC)."""
     from ..training.evaluation import EvalConfig, all_metrics_table, evaluate_run, paper_tables
@@ -35,7 +39,8 @@ def main(
     results = evaluate_run(EvalConfig(run_dir=run_dir, data=data,
                                       select=None if select is Select.run else select.value,
                                       device=device.value, batch_size=batch_size,
-                                      max_windows_per_dataset=max_windows_per_dataset))
+                                      max_windows_per_dataset=max_windows_per_dataset,
+                                      allow_pickle=allow_pickle_checkpoint))
     for table in paper_tables(results):
         console.print(table)
     console.print(all_metrics_table(results))

@@ -67,10 +67,11 @@ class CacheWriter:
                 raise UserError(
                     f"{self.directory}: holds a cache made with other preprocessing parameters; "
                     "pass --overwrite to replace it or choose another --out")
-            for sub in ("arrays", "parts"):
-                shutil.rmtree(self.directory / sub, ignore_errors=True)
-            for name in ("manifest.parquet", "info.json"):
+            # markers before the data they vouch for: "finished", then "recording done", then arrays
+            for name in ("info.json", "manifest.parquet"):
                 (self.directory / name).unlink(missing_ok=True)
+            for sub in ("parts", "arrays"):
+                shutil.rmtree(self.directory / sub, ignore_errors=True)
         self.arrays.mkdir(parents=True, exist_ok=True)
         self.parts.mkdir(parents=True, exist_ok=True)
         if not stamp.exists() or stamp.read_text().strip() != self.meta["fingerprint"]:
@@ -144,10 +145,25 @@ class WindowCache:
             self.manifest = pd.read_parquet(self.directory / "manifest.parquet")
         except (OSError, ValueError) as err:
             raise UserError(f"{self.directory}: unreadable cache ({err})") from err
-        if self.info.get("format") != CACHE_FORMAT:
-            raise UserError(f"{self.directory}: cache format {self.info.get('format')} is not "
+        if not isinstance(self.info, dict) or self.info.get("format") != CACHE_FORMAT:
+            found = self.info.get("format") if isinstance(self.info, dict) else None
+            raise UserError(f"{self.directory}: cache format {found} is not "
                             f"supported (expected {CACHE_FORMAT}); preprocess again")
+        self._validate()
         self._maps: dict[str, np.ndarray] = {}
+        self._rows_needed: dict[str, int] | None = None
+
+    def _validate(self) -> None:
+        """info.json and the manifest hold what readers index with: a damaged cache is one line."""
+        info = self.info
+        problems = [key for key, kind in (("dataset", str), ("fingerprint", str), ("channels", list),
+                                          ("class_names", list), ("window_samples", int))
+                    if not isinstance(info.get(key), kind)]
+        missing = [c for c in MANIFEST_COLUMNS if c not in self.manifest.columns]
+        if problems or missing:
+            what = ", ".join([f"info.json: {k}" for k in problems] + [f"manifest: {c}" for c in missing])
+            raise UserError(f"{self.directory}: damaged cache (missing or malformed {what}); preprocess "
+                            "again with --overwrite")
 
     # --- metadata ---------------------------------------------------------------------------
     @property
@@ -188,11 +204,23 @@ class WindowCache:
     # --- data -------------------------------------------------------------------------------
     def _array(self, recording: str) -> np.ndarray:
         if recording not in self._maps:
-            path = self.arrays_dir / f"{_check_recording_id(recording)}.npy"
             try:
-                self._maps[recording] = np.load(path, mmap_mode="r", allow_pickle=False)
+                path = self.arrays_dir / f"{_check_recording_id(recording)}.npy"
+            except ValueError as err:
+                raise UserError(f"{self.directory}: damaged manifest ({err})") from None
+            try:
+                array = np.load(path, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as err:
                 raise UserError(f"{path}: unreadable window array ({err})") from err
+            if self._rows_needed is None:  # highest window index per recording, +1
+                self._rows_needed = (self.manifest.groupby("recording")["window"].max() + 1).to_dict()
+            expected = (len(self.channels), self.window_samples)
+            needed = int(self._rows_needed.get(recording, 0))
+            if array.dtype != np.float32 or array.ndim != 3 or array.shape[1:] != expected or array.shape[0] < needed:
+                raise UserError(f"{path}: damaged window array ({array.dtype} {array.shape}; the manifest needs "
+                                f"float32 ({needed}, {expected[0]}, {expected[1]})); preprocess again with "
+                                "--overwrite")
+            self._maps[recording] = array
         return self._maps[recording]
 
     @property

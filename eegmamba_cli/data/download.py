@@ -205,7 +205,7 @@ def fetch_bytes(url: str, what: str) -> bytes:
             length = resp.headers.get("Content-Length")
     except urllib.error.HTTPError as err:
         raise DownloadError(f"{what}: HTTP {err.code} {err.reason} from {url}") from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as err:  # ValueError: bad URL
         raise DownloadError(f"{what}: cannot fetch {url} ({getattr(err, 'reason', err)!s:.200})") from None
     if length is not None and length.isdigit() and len(data) != int(length):
         raise DownloadError(f"{what}: truncated transfer ({len(data)} of {length} bytes)")
@@ -216,6 +216,9 @@ def fetch_file(url: str, dest: Path, digest: str, name: str, on_bytes: Callable[
     """Download `url` to `dest` via `dest.part` (resumed with Range), verify sha256, rename."""
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if part.is_symlink() or (part.exists() and not part.is_file()):  # never write through a planted link
+        raise DownloadError(f"{name}: {part} is a symlink or not a regular file; refusing to write through "
+                            "it (remove it and run again)")
     offset = part.stat().st_size if part.is_file() else 0
     try:
         resp = _open(url, offset)
@@ -224,7 +227,7 @@ def fetch_file(url: str, dest: Path, digest: str, name: str, on_bytes: Callable[
             resp = None
         else:
             raise DownloadError(f"{name}: HTTP {err.code} {err.reason} from {url}") from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as err:  # ValueError: bad URL
         raise DownloadError(f"{name}: cannot reach {url} ({getattr(err, 'reason', err)})") from None
     if resp is not None:
         with resp:
@@ -235,7 +238,7 @@ def fetch_file(url: str, dest: Path, digest: str, name: str, on_bytes: Callable[
             expected = int(length) if length and length.isdigit() else None
             received = 0
             try:
-                with open(part, "ab" if resumed else "wb") as fh:
+                with _open_part(part, append=bool(resumed)) as fh:
                     on_bytes(offset)
                     while chunk := resp.read(CHUNK):
                         fh.write(chunk)
@@ -253,6 +256,12 @@ def fetch_file(url: str, dest: Path, digest: str, name: str, on_bytes: Callable[
         raise DownloadError(f"{name}: checksum mismatch (expected {digest[:12]}…, got {got[:12]}…); "
                             "nothing kept")
     os.replace(part, dest)
+
+
+def _open_part(part: Path, append: bool):
+    """The .part file for appending or from scratch; O_NOFOLLOW: a symlink swapped in is refused."""
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | (os.O_APPEND if append else os.O_TRUNC)
+    return os.fdopen(os.open(part, flags, 0o644), "ab" if append else "wb")
 
 
 def _range_start(resp) -> int | None:

@@ -21,6 +21,7 @@ Library choices, and why:
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,6 +161,9 @@ def read_header(path: str | Path) -> EdfHeader:
         samples_per_record=spr,
     )
     record_bytes = sum(spr) * header.bytes_per_sample
+    annotation_only = all(label == "EDF Annotations" for label in header.labels)
+    if record_bytes == 0 and not annotation_only:
+        raise RecordingError(f"{path.name}: corrupt EDF header (data records of 0 samples)")
     available = max(0, size - header_bytes) // record_bytes if record_bytes else 0
     if header.n_records == -1:  # "unknown" (a recording still being written): count what is there
         header = _replace(header, n_records=available)
@@ -170,8 +174,7 @@ def read_header(path: str | Path) -> EdfHeader:
             f"{path.name}: truncated (header declares {header.n_records} data records, the file holds "
             f"{available}; {size} of {header_bytes + header.n_records * record_bytes} bytes)")
     # EDF+ lets annotation-only files (Sleep-EDF hypnograms) declare records of duration 0.
-    annotation_only = all(label == "EDF Annotations" for label in header.labels)
-    if header.record_s < 0 or (header.record_s == 0 and not annotation_only):
+    if not math.isfinite(header.record_s) or header.record_s < 0 or (header.record_s == 0 and not annotation_only):
         raise RecordingError(f"{path.name}: corrupt EDF header (record duration {header.record_s:g} s)")
     return header
 
@@ -225,6 +228,11 @@ def match_channels(labels: Sequence[str], wanted: Sequence[str], *, source: str,
     return out
 
 
+# A selected channel sampled outside this range (Hz) means a corrupt header (e.g. a record duration of
+# 1e308 s), not EEG; refusing it here keeps absurd window counts out of the readers.
+MIN_SFREQ, MAX_SFREQ = 1.0, 1e6
+
+
 class EdfSignals:
     """Selected channels of one EDF as a lazy (C, T) array in µV at their common native rate.
 
@@ -243,6 +251,10 @@ class EdfSignals:
         if header.reserved.startswith("EDF+D"):
             raise RecordingError(f"{header.path.name}: discontinuous EDF+D recordings are not supported")
         self.sfreq = rates.pop() if rates else 0.0
+        if self.indices and not MIN_SFREQ <= self.sfreq <= MAX_SFREQ:
+            raise RecordingError(f"{header.path.name}: corrupt EDF header (channel "
+                                 f"{header.labels[self.indices[0]]!r}: {self.sfreq:g} Hz from "
+                                 f"{header.samples_per_record[self.indices[0]]} samples per {header.record_s:g}-s record)")
         spr = header.samples_per_record
         self._offsets = np.concatenate([[0], np.cumsum(spr)]).astype(int)
         self._n = header.n_records * (spr[self.indices[0]] if self.indices else 0)

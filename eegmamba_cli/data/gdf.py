@@ -7,6 +7,7 @@ private `_raw_extras`. This module reads the fixed and variable headers of GDF 1
 """
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,9 @@ def read_header(path: str | Path) -> GdfHeader:
             ns = struct.unpack_from("<H", fixed, 252)[0]
         if ns < 1 or header_bytes < 256 * (ns + 1) or n_records < 0:
             raise GdfError(f"inconsistent GDF header ({ns} signals, header of {header_bytes} bytes)")
+        size = os.fstat(fh.fileno()).st_size
+        if header_bytes > size:  # checked before reading: a corrupt count must not size a huge read
+            raise GdfError(f"truncated: the header declares {header_bytes} bytes, the file has {size}")
         block = fh.read(256 * ns)
     if len(block) < 256 * ns:
         raise GdfError("truncated in the signal header")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -29,11 +30,12 @@ import pandas as pd
 
 from .. import __version__
 from ..console import UserError, console
-from ..io import atomic_write_json, directory_lock
+from ..io import atomic_write_json, directory_lock, remove_stale_temporaries
 from .base import TARGET_SFREQ, Corpus, CorpusInfo, Piece, RecordingError, RecordingRef, default_passband
 from .cache import PART_COLUMNS, CacheWriter, WindowCache
 from .registry import get_corpus
-from .signal import filter_resample_channel, resampled_length, sample_starts, zscore_rows
+from .signal import (design_sos, filter_resample_channel, resample_factor, resampled_length, sample_starts,
+                     zscore_rows)
 
 # Bump when the numbers written for the same raw files and parameters change: it enters the
 # fingerprint, so existing caches are then refused instead of silently mixed.
@@ -93,6 +95,11 @@ def preprocess_piece(piece: Piece, info: CorpusInfo, params: PreprocessParams, *
     if len(kept) == 0:
         return out, starts_s
     band = passband if passband is not None else default_passband(piece.sfreq)
+    try:  # a rate no filter or resampler can use (a corrupt header) is one line naming the source
+        design_sos(float(piece.sfreq), *band)
+        resample_factor(piece.sfreq)
+    except RecordingError as err:
+        raise RecordingError(f"{source}: {err}") from None
     names = info.channels if len(info.channels) == n_ch else [f"#{c + 1}" for c in range(n_ch)]
     for c in range(n_ch):  # one channel at a time: float64 temporaries stay one channel long
         row = np.asarray(piece.data[c], dtype=np.float64)
@@ -166,6 +173,24 @@ def _work(corpus: Corpus, ref: RecordingRef, params: PreprocessParams):
         return "skip", _one_line(f"{_name(ref)}: unreadable ({type(err).__name__}: {err})")
 
 
+def _exit_with_parent(parent: int, interval_s: float = 0.5) -> None:
+    """Worker initializer: end this worker soon after the parent dies (SIGKILL, OOM killer).
+
+    The pool's workers hold both ends of their task queue, so they never see it close: without this,
+    a killed run left its idle workers (and the recordings in their memory) behind for good. Exiting
+    at once is safe: workers only read, the parent alone writes the cache.
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _name(ref: RecordingRef) -> str:
     return ref.paths[0].name if ref.paths else ref.id
 
@@ -204,6 +229,8 @@ def resolve_options(corpus: Corpus, options: dict | None) -> dict:
 
 
 def _coerce(corpus: str, key: str, value, default):
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{corpus}: option {key}={value!r} must be a finite number")
     if default is None or isinstance(value, type(default)):
         return value
     if isinstance(default, bool):
@@ -243,18 +270,14 @@ def _stamp(ref: RecordingRef) -> list:
 
 
 def _clear_cache(directory: Path) -> None:
-    for sub in ("arrays", "parts"):
+    # Markers before the data they vouch for, so that a run killed part-way leaves no lie behind:
+    # info.json ("finished") first, then parts/ ("this recording is done") before arrays/, and the
+    # fingerprint last (without it a rerun would adopt leftovers made with other parameters).
+    (directory / "info.json").unlink(missing_ok=True)
+    for sub in ("parts", "arrays"):
         shutil.rmtree(directory / sub, ignore_errors=True)
-    for name in ("manifest.parquet", "info.json", "fingerprint.txt", SKIPPED_FILE):
+    for name in ("manifest.parquet", SKIPPED_FILE, "fingerprint.txt"):
         (directory / name).unlink(missing_ok=True)
-
-
-def _remove_stale_temporaries(directory: Path) -> None:
-    """A killed run can leave atomic-writer temporaries (.name.xxxx.tmp); they are never valid data."""
-    for sub in (directory, directory / "arrays", directory / "parts"):
-        if sub.is_dir():
-            for tmp in sub.glob(".*.tmp"):
-                tmp.unlink(missing_ok=True)
 
 
 def preprocess_corpus(name: str, raw: str | Path, out: str | Path, *, workers: int = 1,
@@ -295,7 +318,8 @@ def preprocess_corpus(name: str, raw: str | Path, out: str | Path, *, workers: i
     with directory_lock(cache_dir, f"eegmamba preprocess {info.name}"):
         if overwrite:
             _clear_cache(cache_dir)
-        _remove_stale_temporaries(cache_dir)
+        # a killed run can leave atomic-writer temporaries; they are never valid data
+        remove_stale_temporaries(cache_dir, cache_dir / "arrays", cache_dir / "parts")
         writer = CacheWriter(cache_dir, dataset=info.name, task=info.task, channels=list(info.channels),
                              sfreq=TARGET_SFREQ, window_samples=info.window_samples,
                              class_names=list(info.class_names), params=params.to_dict(),
@@ -386,7 +410,8 @@ def _run(corpus, todo, params, workers, strict, writer, state, report, progress)
                 handle(ref.id, status, payload)
             return
         # spawn, not fork: the parent runs a progress thread, and forking a threaded process can hang.
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
         pending: dict[Future, str] = {}
         queue = list(todo)
         try:
@@ -395,18 +420,32 @@ def _run(corpus, todo, params, workers, strict, writer, state, report, progress)
                     ref = queue.pop(0)
                     pending[pool.submit(_work, corpus, ref, params)] = ref.id
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                lost: list[str] = []
                 for fut in sorted(done, key=lambda f: pending[f]):
                     rid = pending.pop(fut)
                     try:
                         status, payload = fut.result()
                     except BrokenProcessPool:  # killed (out of memory?) or crashed: not the file's fault
-                        raise UserError(
-                            f"a worker process died while reading {_name(by_id[rid])} (out of memory, or a "
-                            "crash in a reader); finished recordings are kept: run again to resume, "
-                            "perhaps with fewer --workers") from None
+                        lost.append(rid)
+                        continue
                     except Exception as err:  # e.g. a result that could not be sent back
                         status, payload = "skip", _one_line(
                             f"{_name(by_id[rid])}: worker failed ({type(err).__name__}: {err})")
                     handle(rid, status, payload)
+                if lost:
+                    # A dead worker breaks the whole pool, and the pool cannot say which recording
+                    # killed it: keep what finished, and name every recording that was in flight.
+                    wait(pending)
+                    for fut in sorted(pending, key=lambda f: pending[f]):
+                        rid = pending[fut]
+                        if fut.cancelled() or fut.exception() is not None:
+                            lost.append(rid)
+                        else:
+                            handle(rid, *fut.result())
+                    names = ", ".join(_name(by_id[r]) for r in sorted(set(lost)))
+                    raise UserError(
+                        f"a worker process died while reading {names} (out of memory, or a crash in a "
+                        "reader); finished recordings are kept: run again to resume, perhaps with fewer "
+                        "--workers")
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

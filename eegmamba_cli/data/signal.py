@@ -19,6 +19,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import signal as sps
 
+from ..console import UserError
 from .base import TARGET_SFREQ, RecordingError
 
 FILTER_ORDER = 4
@@ -30,7 +31,7 @@ def resample_factor(sfreq: float, target: float = TARGET_SFREQ) -> tuple[int, in
     if not sfreq > 0:
         raise RecordingError(f"sampling rate {sfreq!r} Hz is not usable")
     frac = Fraction(target / sfreq).limit_denominator()
-    if max(frac.numerator, frac.denominator) > MAX_FACTOR_TERM:
+    if frac.numerator == 0 or max(frac.numerator, frac.denominator) > MAX_FACTOR_TERM:
         raise RecordingError(f"sampling rate {sfreq:g} Hz has no small rational factor to "
                              f"{target:g} Hz ({frac.numerator}/{frac.denominator})")
     return frac.numerator, frac.denominator
@@ -46,6 +47,8 @@ def resampled_length(n: int, sfreq: float, target: float = TARGET_SFREQ) -> int:
 def design_sos(sfreq: float, low: float | None, high: float | None) -> np.ndarray | None:
     """Butterworth SOS for the passband (either edge may be None); None when there is nothing to do."""
     nyq = sfreq / 2
+    if low is not None and low > 0 and low >= nyq:
+        raise RecordingError(f"sampling rate {sfreq:g} Hz is too low for the {low:g}-Hz high-pass")
     if high is not None and high >= nyq:
         high = None
     if low is not None and low <= 0:
@@ -105,8 +108,16 @@ def merge_intervals(intervals) -> list[tuple[float, float]]:
     return [(a, b) for a, b in merged]
 
 
+def check_fraction(name: str, value: float) -> float:
+    """An option that is a share of a window: in (0, 1]."""
+    if not 0 < float(value) <= 1:
+        raise UserError(f"option {name}={value!r} must be a fraction in (0, 1]")
+    return float(value)
+
+
 def overlap_labels(starts_s: np.ndarray, window_s: float, intervals, min_fraction: float = 0.5) -> np.ndarray:
     """1 where at least `min_fraction` of the window lies inside the (merged) intervals, else 0."""
+    check_fraction("min_ictal_fraction", min_fraction)
     starts_s = np.asarray(starts_s, dtype=np.float64)
     inside = np.zeros(len(starts_s))
     for a, b in merge_intervals(intervals):

@@ -10,8 +10,13 @@ One checkpoint is a folder:
     optimizer.json           AdamW param groups and any non-tensor state, only in `last/`
 
 A folder is written complete under a temporary name and then renamed into place (`publish`), so
-`fold-K/last/` and `fold-K/best/` always hold one whole epoch. Nothing here ever unpickles: a `.pt`
-file is refused, not read.
+`fold-K/last/` and `fold-K/best/` always hold one whole epoch.
+
+Pickles: a `.pt` (or .pth, .ckpt, .bin, .pkl) file is refused unless the caller passes
+`allow_pickle=True` (the CLI's `--allow-pickle-checkpoint`): then a state dict in such a file, beside a
+checkpoint.json that gives the model config, is read with `torch.load(weights_only=True)` only, which
+unpickles tensors and plain containers and refuses every other global. Nothing here calls a full
+unpickler.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ from safetensors.torch import save as st_save
 from models import DatasetSpec, EEGMamba, EEGMambaConfig
 
 from ..console import UserError
-from ..io import atomic_write_bytes, atomic_write_json
+from ..io import atomic_write_bytes, atomic_write_json, fsync_directory
 
 FORMAT = 1
 MODEL_FILE, META_FILE = "model.safetensors", "checkpoint.json"
@@ -68,7 +73,14 @@ def publish(tmp: Path, final: Path) -> None:
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
-    os.replace(tmp, final)
+    try:
+        os.replace(tmp, final)
+    except OSError as err:
+        if old.exists() and not final.exists():
+            os.replace(old, final)  # put the previous checkpoint back at once
+        raise UserError(f"{final}: cannot publish the new checkpoint ({err.strerror or err}); "
+                        "the previous one is unchanged") from None
+    fsync_directory(final.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -108,11 +120,19 @@ def optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 
 # --- reading -------------------------------------------------------------------------------------
+PICKLE_FLAG = "--allow-pickle-checkpoint"
+
+
+def _refuse_pickle(path: Path) -> UserError:
+    return UserError(f"{path}: pickle-based checkpoints are never loaded without {PICKLE_FLAG} (unpickling "
+                     f"can run code); expected a folder with {MODEL_FILE} and {META_FILE}, or pass {PICKLE_FLAG} "
+                     "to read a state dict with torch.load(weights_only=True)")
+
+
 def _checkpoint_dir(path: Path) -> Path:
     path = Path(path)
     if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise UserError(f"{path}: pickle-based checkpoints are never loaded (unpickling can run code); "
-                        f"expected a folder with {MODEL_FILE} and {META_FILE}")
+        raise _refuse_pickle(path)
     if path.is_file() and path.name in (MODEL_FILE, META_FILE):
         path = path.parent
     if not path.is_dir():
@@ -120,6 +140,38 @@ def _checkpoint_dir(path: Path) -> Path:
     if not (path / META_FILE).is_file():
         raise UserError(f"{path}: not an eegmamba checkpoint (no {META_FILE})")
     return path
+
+
+def _pickled_weights(directory: Path) -> Path | None:
+    """A pickle weights file in a checkpoint folder that has no model.safetensors (model.pt, ...)."""
+    if (directory / MODEL_FILE).exists():
+        return None
+    found = sorted(p for p in directory.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES and p.is_file())
+    return found[0] if found else None
+
+
+def load_pickled_state_dict(path: Path, meta: dict | None = None) -> dict[str, torch.Tensor]:
+    """A state dict from a pickle file, via torch.load(weights_only=True) only (tensors and plain
+    containers; any other global is refused before it is called). Accepts {name: tensor} or that dict
+    under 'state_dict', 'model' or 'model_state_dict'."""
+    path = Path(path)
+    expected = (meta or {}).get("files", {}).get(path.name)
+    if expected is not None:
+        _read_verified(path.parent, path.name, meta)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError for a refused global; EOFError, RuntimeError for damage
+        first = " ".join(str(err).strip().splitlines()[0].split()) if str(err).strip() else type(err).__name__
+        raise UserError(f"{path}: refused or unreadable by torch.load(weights_only=True) "
+                        f"({type(err).__name__}: {first[:300]})") from None
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not (isinstance(obj, dict) and obj and all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items())):
+        raise UserError(f"{path}: not a state dict (expected a mapping of parameter names to tensors)")
+    return dict(obj)
 
 
 def _read_verified(directory: Path, name: str, meta: dict) -> bytes:
@@ -147,35 +199,64 @@ def read_meta(path: str | Path) -> tuple[Path, dict]:
         meta = json.loads((directory / META_FILE).read_text())
     except (OSError, ValueError) as err:
         raise UserError(f"{directory / META_FILE}: unreadable ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or "model_config" not in meta:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("model_config"), dict):
         raise UserError(f"{directory / META_FILE}: not an eegmamba checkpoint of format {FORMAT}")
+    datasets = meta.get("datasets")
+    if not isinstance(meta.get("epoch", 0), int) or not isinstance(datasets, list) or not datasets or not all(
+            isinstance(d, dict) and {"name", "n_channels", "n_classes"} <= set(d) for d in datasets):
+        raise UserError(f"{directory / META_FILE}: damaged checkpoint metadata (datasets missing or epoch "
+                        "not a number)")
     return directory, meta
 
 
-def build_model(meta: dict) -> EEGMamba:
-    config = EEGMambaConfig.from_dict(meta["model_config"])
-    specs = [DatasetSpec(d["name"], d["n_channels"], d["n_classes"], d.get("task", ""))
-             for d in meta["datasets"]]
-    return EEGMamba(config, specs)
+def build_model(meta: dict, source: str | Path = META_FILE) -> EEGMamba:
+    try:
+        config = EEGMambaConfig.from_dict(meta["model_config"])
+        specs = [DatasetSpec(d["name"], int(d["n_channels"]), int(d["n_classes"]), d.get("task", ""))
+                 for d in meta["datasets"]]
+        return EEGMamba(config, specs)
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        raise UserError(f"{source}: its model config does not describe an EEGMamba model "
+                        f"({type(err).__name__}: {' '.join(str(err).split())})") from None
 
 
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The verified weights of a checkpoint folder, as CPU tensors."""
+def load_state_dict(path: str | Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """The verified weights of a checkpoint folder, as CPU tensors.
+
+    `path` is a checkpoint folder (or a file in it). With `allow_pickle`, it may also be a pickle weights
+    file beside a checkpoint.json, or a folder holding one instead of model.safetensors.
+    """
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        if not allow_pickle:
+            raise _refuse_pickle(path)
+        _, meta = read_meta(path.parent)
+        return load_pickled_state_dict(path, meta)
     directory, meta = read_meta(path)
+    pickled = _pickled_weights(directory)
+    if pickled is not None:
+        if not allow_pickle:
+            raise _refuse_pickle(pickled)
+        return load_pickled_state_dict(pickled, meta)
     return _tensors(directory, MODEL_FILE, meta)
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[EEGMamba, dict]:
-    """The model of a checkpoint folder (on CPU unless `device` says otherwise) and its metadata."""
-    directory, meta = read_meta(path)
-    state = _tensors(directory, MODEL_FILE, meta)
-    model = build_model(meta)
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
+                    allow_pickle: bool = False) -> tuple[EEGMamba, dict]:
+    """The model of a checkpoint folder (on CPU unless `device` says otherwise) and its metadata.
+
+    `allow_pickle`: see load_state_dict (the CLI's --allow-pickle-checkpoint)."""
+    path = Path(path)
+    pickle_file = path.suffix.lower() in PICKLE_SUFFIXES and allow_pickle
+    directory, meta = read_meta(path.parent if pickle_file else path)
+    state = load_state_dict(path, allow_pickle=allow_pickle)
+    model = build_model(meta, directory / META_FILE)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         first = str(err).splitlines()[0]
-        raise UserError(f"{directory / MODEL_FILE}: weights do not fit the model in {META_FILE} "
-                        f"({first})") from None
+        raise UserError(f"{path if pickle_file else directory / MODEL_FILE}: weights do not fit the model in "
+                        f"{META_FILE} ({first})") from None
     return model.to(device), meta
 
 

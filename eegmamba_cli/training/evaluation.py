@@ -43,6 +43,7 @@ class EvalConfig:
     device: str = "auto"
     batch_size: int = 256
     max_windows_per_dataset: int | None = None  # None: the run's setting
+    allow_pickle: bool = False  # --allow-pickle-checkpoint: .pt state dicts via torch.load(weights_only=True)
 
 
 def read_run(run_dir: Path) -> dict:
@@ -51,9 +52,14 @@ def read_run(run_dir: Path) -> dict:
         raise UserError(f"{run_dir}: not an eegmamba training run (no run.json); pass the --out of "
                         "`eegmamba train`")
     try:
-        return json.loads(path.read_text())
+        run = json.loads(path.read_text())
     except ValueError as err:
         raise UserError(f"{path}: unreadable ({err})") from None
+    config = run.get("config") if isinstance(run, dict) else None
+    needed = ("epochs", "val_fraction", "seed", "data")
+    if not isinstance(config, dict) or any(k not in config for k in needed):
+        raise UserError(f"{path}: not a run record of eegmamba train (no config with {', '.join(needed)})")
+    return run
 
 
 def pick_checkpoint(fold_dir: Path, select: str) -> Path | None:
@@ -78,6 +84,8 @@ def _open_cache(root: Path, record: dict) -> WindowCache:
 
 
 def evaluate_run(cfg: EvalConfig) -> dict:
+    if cfg.batch_size < 1:
+        raise UserError(f"--batch-size {cfg.batch_size}: expected at least 1")
     run = read_run(cfg.run_dir)
     train_cfg = run["config"]
     select = cfg.select or train_cfg.get("select", "best-val")
@@ -94,8 +102,8 @@ def evaluate_run(cfg: EvalConfig) -> dict:
         if chosen is None:
             console.print(f"[yellow]warning:[/] {fold_dir}: no checkpoint yet; skipped")
             continue
-        model, meta = load_checkpoint(chosen, device)
-        trained = read_meta(fold_dir / "last")[1]["epoch"] if (fold_dir / "last").is_dir() else meta["epoch"]
+        model, meta = load_checkpoint(chosen, device, allow_pickle=cfg.allow_pickle)
+        trained = (read_meta(fold_dir / "last")[1] if (fold_dir / "last").is_dir() else meta).get("epoch", 0)
         if trained < train_cfg["epochs"]:
             console.print(f"[yellow]warning:[/] {fold_dir}: trained {trained} of {train_cfg['epochs']} epochs "
                           "so far")
@@ -121,7 +129,7 @@ def evaluate_run(cfg: EvalConfig) -> dict:
             confusions[name] = confusions.get(name, 0) + confusion_matrix(y, proba.argmax(1), labels=list(range(k)))
             classes[name] = record["class_names"]
             rows.append(dict(fold=fold, dataset=name, task=record.get("task", ""), n_windows=int(len(test)),
-                             checkpoint=chosen.name, epoch=int(meta["epoch"]), **scores))
+                             checkpoint=chosen.name, epoch=int(meta.get("epoch", 0)), **scores))
             _write_predictions(fold_dir / "predictions" / f"{name}.parquet", cache, test, y, proba)
     if not rows:
         raise UserError(f"{cfg.run_dir}: no fold with a checkpoint and test windows to evaluate")

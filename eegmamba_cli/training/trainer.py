@@ -41,7 +41,7 @@ from .. import __version__
 from ..bench.report import write_csv
 from ..console import UserError, console
 from ..data.cache import WindowCache
-from ..io import atomic_write_json, atomic_write_text, directory_lock
+from ..io import atomic_write_json, atomic_write_text, directory_lock, remove_stale_temporaries
 from . import checkpoint as ckpt
 from .data import (Split, available_folds, dataset_record, dataset_spec, default_cache_root,
                    resolve_datasets, split_fold)
@@ -197,7 +197,9 @@ def environment() -> dict:
     from models.ops import backend_name
     return dict(eegmamba=__version__, python=platform.python_version(), torch=torch.__version__,
                 numpy=np.__version__, sklearn=sklearn.__version__, safetensors=safetensors.__version__,
-                cuda=torch.version.cuda, platform=platform.platform(), backend=backend_name())
+                cuda=torch.version.cuda, platform=platform.platform(), backend=backend_name(),
+                # CPU results are bit-identical only at the same thread count (reduction order)
+                torch_threads=torch.get_num_threads())
 
 
 @dataclass
@@ -224,8 +226,15 @@ def train(cfg: TrainConfig) -> list[int]:
         raise UserError(f"--select {cfg.select!r}: expected best-val or final")
     if cfg.select == "best-val" and cfg.val_fraction <= 0:
         raise UserError("--select best-val needs a validation set; use --val-fraction > 0 or --select final")
-    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
-        raise UserError("--epochs and --batch-size must be >= 1 and --lr > 0")
+    if cfg.epochs < 1 or cfg.batch_size < 1 or not 0 < cfg.lr < math.inf:
+        raise UserError("--epochs and --batch-size must be >= 1 and --lr a finite number > 0")
+    for flag, value in (("--weight-decay", cfg.weight_decay), ("--balance-weight", cfg.balance_weight),
+                        ("--z-weight", cfg.z_weight)):
+        if not 0 <= value < math.inf:
+            raise UserError(f"{flag} {value}: expected a finite number >= 0")
+    for flag, value in (("--d-model", cfg.d_model), ("--layers", cfg.layers)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} {value}: expected at least 1")
     if not 0 <= cfg.val_fraction < 1:
         raise UserError(f"--val-fraction {cfg.val_fraction}: expected a fraction in [0, 1)")
     caches = resolve_datasets(cfg.tasks, Path(cfg.data))
@@ -241,6 +250,8 @@ def train(cfg: TrainConfig) -> list[int]:
     try:
         ctx = RunContext(cfg, caches, mconfig, device, info)
         with _lock_run_dir(ctx):
+            if info.is_main:  # a killed run's atomic-writer temporaries (fold folders: FoldTrainer.run)
+                remove_stale_temporaries(cfg.out)
             for fold in folds:  # cheap: reads fold-K/last/checkpoint.json only
                 check_resumable(ctx, fold)
             if info.is_main:
@@ -272,7 +283,15 @@ def _lock_run_dir(ctx: RunContext):
 
 def _write_run_record(ctx: RunContext, folds: list[int]) -> None:
     path = ctx.cfg.out / "run.json"
-    previous = json.loads(path.read_text()).get("invocations", []) if path.exists() else []
+    previous = []
+    if path.exists():
+        try:
+            previous = json.loads(path.read_text())["invocations"]
+            if not isinstance(previous, list):
+                raise TypeError("invocations is not a list")
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UserError(f"{path}: unreadable run record (not written by eegmamba train?); move it away "
+                            "or choose another --out") from None
     invocation = dict(argv=sys.argv, started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       folds=folds, resume=ctx.cfg.resume)
     atomic_write_json(path, dict(ctx.record(), folds=folds, invocations=previous + [invocation]))
@@ -331,6 +350,7 @@ class FoldTrainer:
         if main:
             self.dir.mkdir(parents=True, exist_ok=True)
             ckpt.recover(self.dir)
+            remove_stale_temporaries(self.dir)
             if not self.cfg.resume:
                 self._clear()
         barrier(self.ctx.dist)
@@ -371,8 +391,12 @@ class FoldTrainer:
         self.best_val, self.best_epoch = (math.inf if best is None else float(best)), int(meta.get("best_epoch", 0))
         metrics = self.dir / "metrics.jsonl"
         if metrics.exists():  # rows written after the last complete checkpoint are dropped
-            rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-            self.rows = [r for r in rows if r["epoch"] < self.start_epoch]
+            try:
+                rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+                self.rows = [r for r in rows if r["epoch"] < self.start_epoch]
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                raise UserError(f"{metrics}: unreadable ({type(err).__name__}: {err}); move it away to resume "
+                                "without the earlier epochs' metrics, or pass --no-resume") from None
         if self.ctx.dist.is_main:
             console.print(f"fold {self.fold}: resuming after epoch {meta['epoch']} from {directory}")
 
@@ -512,11 +536,15 @@ class FoldTrainer:
                                 "rank)) at the start of epoch e"),
                     saved=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         tmp = self.dir / f".tmp-last-{epoch}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        ckpt.write_checkpoint(tmp, self.model, meta, self.optimizer)
-        if improved:
-            tmp_best = self.dir / f".tmp-best-{epoch}"
-            shutil.rmtree(tmp_best, ignore_errors=True)
-            ckpt.write_checkpoint(tmp_best, self.model, meta)
-            ckpt.publish(tmp_best, self.dir / "best")
-        ckpt.publish(tmp, self.dir / "last")
+        tmp_best = self.dir / f".tmp-best-{epoch}"
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            ckpt.write_checkpoint(tmp, self.model, meta, self.optimizer)
+            if improved:
+                shutil.rmtree(tmp_best, ignore_errors=True)
+                ckpt.write_checkpoint(tmp_best, self.model, meta)
+                ckpt.publish(tmp_best, self.dir / "best")
+            ckpt.publish(tmp, self.dir / "last")
+        finally:  # a failed save (full disk) leaves the previous checkpoints and no half-written folder
+            for folder in (tmp, tmp_best):
+                shutil.rmtree(folder, ignore_errors=True)

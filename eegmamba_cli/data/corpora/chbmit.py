@@ -15,7 +15,7 @@ from pathlib import Path
 from ...console import UserError
 from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
 from ..edf import EdfSignals, match_channels, read_header
-from ..signal import fixed_windows, overlap_labels
+from ..signal import check_fraction, fixed_windows, overlap_labels
 
 # The 23 channels of the paper, in order; T8-P8 appears twice (EDF channels 15 and 23 hold the same
 # derivation) and each copy is read from its own EDF channel.
@@ -119,7 +119,7 @@ def parse_summary(text: str, source: str = "summary") -> Summary:
                 channels, changed = {}, False
             channels[int(ch.group(1))] = value
         elif key == "data sampling rate":
-            num = re.match(r"([\d.]+)", value)
+            num = re.match(r"([0-9]+(?:\.[0-9]*)?)", value)
             sfreq = float(num.group(1)) if num else None
         elif key == "file name":
             close(lineno)
@@ -134,7 +134,7 @@ def parse_summary(text: str, source: str = "summary") -> Summary:
         elif entry is not None and key == "file end time":
             entry.end_clock = _clock_seconds(value, where)
         elif entry is not None and key == "number of seizures in file":
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):  # str.isdigit() also accepts '²'
                 raise RecordingError(f"{where}: unreadable seizure count {value!r}")
             entry.n_seizures = int(value)
     close(-1)
@@ -255,6 +255,7 @@ class ChbMit(Corpus):
                 "crosscheck": True}
 
     def configure(self, raw: Path, options: dict) -> "ChbMit":
+        check_fraction("min_ictal_fraction", options.get("min_ictal_fraction", 0.5))
         if options.get("files", "seizures") not in ("seizures", "all"):
             raise UserError(f"chbmit: option files must be 'seizures' or 'all', not {options['files']!r}")
         return ChbMit(files=options.get("files", "seizures"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ...console import UserError
-from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
+from ..base import TARGET_SFREQ, Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
 from ..edf import normalise_label
 
 SUFFIXES = (".edf", ".bdf", ".gdf", ".fif")
@@ -70,8 +71,8 @@ def read_events_tsv(path: Path) -> list[tuple[float, float, str]]:
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise RecordingError(f"{path.name}: cannot read ({err})") from None
     if rows and not {"onset", "trial_type"} <= set(rows[0]):
-        raise RecordingError(f"{path.name}: needs the columns onset and trial_type "
-                             f"(has {', '.join(k for k in rows[0] if k)})")
+        found = " ".join(", ".join(k for k in rows[0] if k).split())  # a header cell may hold a line break
+        raise RecordingError(f"{path.name}: needs the columns onset and trial_type (has {found})")
     out = []
     for i, row in enumerate(rows, 2):
         try:
@@ -92,6 +93,7 @@ def _open_raw(path: Path, include: list[str] | None = None):
 
     kwargs = dict(preload=False, verbose="error")
     suffix = path.suffix.lower()
+    _check_complete(path, suffix)
     try:
         if suffix == ".fif":
             return mne.io.read_raw_fif(path, **kwargs)
@@ -100,6 +102,22 @@ def _open_raw(path: Path, include: list[str] | None = None):
     except Exception as err:  # MNE raises many types for a corrupt file
         raise RecordingError(f"{path.name}: cannot read ({type(err).__name__}: "
                              f"{' '.join(str(err).split())})") from None
+
+
+def _check_complete(path: Path, suffix: str) -> None:
+    """Refuse a truncated or corrupt EDF/BDF/GDF header here: MNE only warns (silenced above) and reads
+    whatever records a cut-short file holds, so a partial copy would pass as a shorter recording."""
+    if suffix in (".edf", ".bdf"):
+        from ..edf import read_header as read_edf_header
+
+        read_edf_header(path)  # RecordingError naming the file
+    elif suffix == ".gdf":
+        from ..gdf import GdfError, check_complete, read_header as read_gdf_header
+
+        try:
+            check_complete(path, read_gdf_header(path))
+        except (GdfError, OSError) as err:
+            raise RecordingError(f"{path.name}: {err}") from None
 
 
 def _match(names: list[str], wanted: list[str], source: str) -> list[str]:
@@ -124,8 +142,10 @@ class Custom(Corpus):
     def configure(self, raw: Path, options: dict) -> "Custom":
         raw = Path(raw)
         window, stride = float(options.get("window", 4.0)), float(options.get("stride", 0.0) or 0.0)
-        if not window > 0 or stride < 0:
-            raise UserError(f"custom: --window must be > 0 and --stride >= 0 (got {window:g}, {stride:g})")
+        if not (math.isfinite(window) and math.isfinite(stride)) or window * TARGET_SFREQ < 1 or stride < 0 \
+                or 0 < stride * TARGET_SFREQ < 1:
+            raise UserError(f"custom: --window must be finite and at least one sample at {TARGET_SFREQ:g} Hz, "
+                            f"--stride 0 (= the window) or at least one sample (got {window:g}, {stride:g})")
         files = signal_files(raw)
         labels = _split(options.get("labels"))
         if not labels:

@@ -26,6 +26,7 @@ import pyedflib
 
 from ...console import UserError, console
 from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
+from ..edf import MAX_SFREQ, MIN_SFREQ
 
 EDF_DIR = Path("polysomnography/edfs/shhs1")
 XML_DIR = Path("polysomnography/annotations-events-nsrr/shhs1")
@@ -33,6 +34,7 @@ EDF_NAME = re.compile(r"^shhs1-(\d{6})\.edf$")
 NSRRID_BASE = 200000
 CHANNEL = "EEG"  # C4-A1; `EEG(sec)` (C3-A2) is the other EEG channel and is not used
 EPOCH_S = 30.0
+MAX_RUN_EPOCHS = 7 * 24 * 120  # one week of 30-s epochs: a longer stage run is a corrupt file
 
 # NSRR stage concept code (after the '|') -> class index; None = drop the epoch.
 STAGE_CLASSES = {
@@ -111,10 +113,16 @@ def read_eeg(path: Path, name: str = CHANNEL) -> tuple[np.ndarray, float]:
     try:
         index = _select_channel(edf, path, name)
         sfreq = float(edf.getSampleFrequency(index))
+        if not MIN_SFREQ <= sfreq <= MAX_SFREQ:
+            raise RecordingError(f"{path.name}: corrupt EDF header (channel {name} at {sfreq:g} Hz)")
         unit = edf.getPhysicalDimension(index).strip().lower()
         if unit not in TO_MICROVOLT:
             raise RecordingError(f"{path.name}: channel {name} has unit {unit!r}, expected uV/mV/V")
         data = edf.readSignal(index) * TO_MICROVOLT[unit]
+    except RecordingError:
+        raise
+    except Exception as err:  # pyedflib computes from header fields it accepted (a zero duration...)
+        raise RecordingError(f"{path.name}: cannot read the EDF ({type(err).__name__}: {err})") from None
     finally:
         edf.close()
     return data[np.newaxis, :].astype(np.float64), sfreq
@@ -151,6 +159,9 @@ def read_stages(path: Path) -> dict[int, int]:
         if not (_whole(first) and _whole(count)):
             raise RecordingError(f"{path.name}: stage run {concept!r} at {_text(event, 'Start')} s is not "
                                  "aligned to 30-s epochs")
+        if count > MAX_RUN_EPOCHS:  # expanded one epoch at a time below: bound it
+            raise RecordingError(f"{path.name}: stage run {concept!r} at {_text(event, 'Start')} s lasts "
+                                 f"{_text(event, 'Duration')} s, longer than any recording")
         label = STAGE_CLASSES[code]
         for index in range(round(first), round(first) + round(count)):
             if label is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from ...console import UserError
 from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
 from ..edf import EdfSignals, match_channels, read_header
-from ..signal import fixed_windows, overlap_labels
+from ..signal import check_fraction, fixed_windows, overlap_labels
 
 # EEGMAMBA.md §11, in the order the model sees them (old 10-20 names, as in the Siena files).
 CHANNELS = ("Fp1", "F3", "C3", "P3", "O1", "F7", "T3", "T5", "Fc1", "Fc5", "Cp1", "Cp5", "F9", "Fz", "Cz",
@@ -175,6 +175,10 @@ class Siena(Corpus):
 
     def default_options(self) -> dict:
         return {"min_ictal_fraction": 0.5}
+
+    def configure(self, raw: Path, options: dict) -> "Siena":
+        check_fraction("min_ictal_fraction", options.get("min_ictal_fraction", 0.5))
+        return self
 
     def find_recordings(self, raw: Path, subjects: set[str] | None = None) -> list[RecordingRef]:
         wanted = {canonical_subject(s) for s in subjects} if subjects else None
