@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import atomic_write_bytes
+
 INT16 = 3  # GDF data type code for int16
 UV_CODE = 4275  # GDF 2.x physical-dimension code for microvolts (biosig units table)
 
@@ -178,5 +180,5 @@ def write_gdf(path: str | Path, signals: list[GdfSignal], digital: np.ndarray, s
     # records one after another; inside a record each signal's block follows in signal order
     records = digital.astype("<i2").reshape(len(signals), n_records, per_record).transpose(1, 0, 2)
     path = Path(path)
-    path.write_bytes(header + records.tobytes() + _event_table(events, sfreq, major))
+    atomic_write_bytes(path, header + records.tobytes() + _event_table(events, sfreq, major))
     return path
