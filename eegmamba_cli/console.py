@@ -6,12 +6,15 @@ user's input is a `UserError`: commands print it as one line and exit non-zero, 
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from typing import Callable, TypeVar
 
 import typer
 from rich.console import Console
 
-console = Console(stderr=True)
+# Piped or captured output (CI logs, `| tee`) has no terminal width; rich would wrap tables at 80 columns.
+console = Console(stderr=True, width=None if sys.stderr.isatty() or os.environ.get("COLUMNS") else 160)
 
 F = TypeVar("F", bound=Callable)
 

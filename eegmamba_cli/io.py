@@ -14,6 +14,13 @@ from .console import UserError
 TEMP_SUFFIX = ".tmp"  # atomic_writer's temporaries: `.<name>.<random>.tmp` beside the final file
 
 
+def _file_mode() -> int:
+    """The mode a plain open() would give a new file: 0o666 less the umask (mkstemp makes 0o600 files)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_failure(path: str | os.PathLike, err: OSError) -> UserError:
     """One line for an OSError met while writing `path` (full disk, size limit, permissions...)."""
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -47,6 +54,7 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        os.fchmod(fd, _file_mode())  # results are shared files, not secrets: honour the umask
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()

@@ -65,3 +65,18 @@ def test_bad_shapes_and_names_rejected(tmp_path):
         with pytest.raises(ValueError, match="safe file name"):
             w.write_recording(bad, np.zeros((1, 2, 5), np.float32), _rows(1))
     assert not any((tmp_path / "toy" / "arrays").iterdir())
+
+
+def test_written_files_honour_the_umask(tmp_path):
+    """atomic_writer's temporaries are created 0o600; the renamed result must get a normal file's mode."""
+    import os
+    import stat
+
+    from eegmamba_cli.io import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
