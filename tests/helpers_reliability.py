@@ -50,13 +50,15 @@ def run(args: list[str], *, timeout: float = 300, env: dict | None = None, cwd: 
     return Outcome(False, proc.returncode, proc.stdout, time.perf_counter() - t0)
 
 
-def kill_after(args: list[str], delay: float, *, kill_group: bool = False, env: dict | None = None,
+def kill_after(args: list[str], delay: float, *, armed=None, kill_group: bool = False, env: dict | None = None,
                log: Path | None = None) -> Outcome:
     """Start `args`, SIGKILL it after `delay` seconds unless it ended first.
 
-    Only the main process is killed (as the OOM killer or `kill -9 PID` would); worker processes it
-    started are then ended too (by process group: the command runs in a session of its own), so none
-    outlives the test. `kill_group` kills the whole group at once instead.
+    `armed(proc)`: count the delay from the moment it first returns true (e.g. the process holds its
+    lock: its work phase began) instead of from the start. Only the main process is killed (as the OOM
+    killer or `kill -9 PID` would); worker processes it started are then ended too (by process group:
+    the command runs in a session of its own), so none outlives the test. `kill_group` kills the whole
+    group at once instead.
     """
     log = log or Path(tempfile.mkstemp(prefix="eegmamba-kill-", suffix=".log")[1])
     t0 = time.perf_counter()
@@ -64,6 +66,8 @@ def kill_after(args: list[str], delay: float, *, kill_group: bool = False, env: 
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env or ENV, cwd=REPO,
                                 start_new_session=True)
         try:
+            while armed is not None and proc.poll() is None and not armed(proc):
+                time.sleep(0.005)
             proc.wait(timeout=delay)
             killed = False
         except subprocess.TimeoutExpired:

@@ -42,10 +42,12 @@ ATTEMPTS = 10
 pytestmark = pytest.mark.slow
 
 
-def draw_delays(seed: int, total: float, work_start: float, n: int = ATTEMPTS) -> list[float]:
+def draw_delays(seed: int, total: float, work_start: float, n: int = ATTEMPTS) -> list[tuple[bool, float]]:
+    """(from the work phase?, delay): even attempts from the start over the whole observed run, odd ones
+    from the moment the killed run itself enters its work phase, over the observed work phase."""
     rng = np.random.default_rng(seed)
-    return [float(rng.uniform(0.05, total) if i % 2 == 0 else rng.uniform(work_start, total))
-            for i in range(n)]
+    return [(False, float(rng.uniform(0.05, total))) if i % 2 == 0 else
+            (True, float(rng.uniform(0.0, max(total - work_start, 0.1)))) for i in range(n)]
 
 
 # --- preprocess ---------------------------------------------------------------------------------------
@@ -93,12 +95,15 @@ def test_preprocess_killed_at_random_points_resumes_byte_identical(corpus, tmp_p
     args = preprocess_args(raw, out, workers)
     survived = lost = in_work = completed = mid_write = 0
     failures = []
-    for attempt, delay in enumerate(draw_delays(1000 + workers, total, work_start)):
+    holds_lock = lambda proc: holder_pid(cache_dir / ".lock") == proc.pid  # noqa: E731
+    for attempt, (in_phase, delay) in enumerate(draw_delays(1000 + workers, total, work_start)):
         before = tree_hashes(cache_dir, skip=(".lock",)) if cache_dir.exists() else {}
-        outcome = kill_after(args, delay, log=tmp_path / f"attempt-{attempt}.log")
+        temps_before = set(temporaries(cache_dir)) if cache_dir.exists() else set()
+        outcome = kill_after(args, delay, armed=holds_lock if in_phase else None,
+                             log=tmp_path / f"attempt-{attempt}.log")
         assert "Traceback" not in outcome.output, outcome.output
         in_work += int(outcome.killed and holder_pid(cache_dir / ".lock") == outcome.pid)
-        mid_write += int(outcome.killed and bool(temporaries(cache_dir)) if cache_dir.exists() else 0)
+        mid_write += int(outcome.killed and cache_dir.exists() and bool(set(temporaries(cache_dir)) - temps_before))
         problems = check_cache_after_kill(cache_dir, before, reference)
         if not outcome.killed:  # finished before the kill: must equal the uninterrupted run exactly
             assert outcome.returncode == 0, outcome.output
@@ -115,8 +120,8 @@ def test_preprocess_killed_at_random_points_resumes_byte_identical(corpus, tmp_p
     assert final.returncode == 0, final.output
     final_ok = tree_hashes(cache_dir) == reference and not temporaries(cache_dir)
     row = record_scenario(f"preprocess --workers {workers}: SIGKILL + rerun", ATTEMPTS, survived, lost,
-                          kills_landed=ATTEMPTS - completed, kills_in_work_phase=in_work,
-                          kills_leaving_a_temporary=mid_write, finished_before_kill=completed,
+                          kills_landed=ATTEMPTS - completed, kills_while_holding_the_lock=in_work,
+                          kills_mid_write=mid_write, finished_before_kill=completed,
                           final_rerun_identical=final_ok)
     print_table(capsys, [row])
     assert not failures, failures
@@ -177,8 +182,17 @@ def test_train_killed_mid_epoch_resumes_bit_identical(train_reference, tmp_path,
     survived = lost = completed = in_work = mid_training = 0
     failures = []
     previous_epoch = 0
-    for attempt, delay in enumerate(draw_delays(2000, total, work_start)):
-        outcome = kill_after(args, delay, log=tmp_path / f"attempt-{attempt}.log")
+    for attempt, (in_phase, delay) in enumerate(draw_delays(2000, total, work_start)):
+        start_ns = time.time_ns()
+
+        def training(proc, start_ns=start_ns) -> bool:  # this run wrote fold-1/run.json: training begins
+            try:
+                return (fold_dir / "run.json").stat().st_mtime_ns >= start_ns
+            except OSError:
+                return False
+
+        outcome = kill_after(args, delay, armed=training if in_phase else None,
+                             log=tmp_path / f"attempt-{attempt}.log")
         assert "Traceback" not in outcome.output, outcome.output
         problems = []
         good = good_checkpoint(fold_dir)
@@ -217,8 +231,8 @@ def test_train_killed_mid_epoch_resumes_bit_identical(train_reference, tmp_path,
     assert final.returncode == 0, final.output
     final_problems = compare_run(fold_dir, final_ref)
     row = record_scenario("train: SIGKILL mid-run + --resume", ATTEMPTS, survived, lost,
-                          kills_landed=ATTEMPTS - completed, kills_in_work_phase=in_work,
-                          kills_mid_training=mid_training,
+                          kills_landed=ATTEMPTS - completed, kills_while_holding_the_lock=in_work,
+                          kills_after_training_began=mid_training,
                           finished_before_kill=completed, final_resume_identical=not final_problems)
     print_table(capsys, [row])
     assert not failures, failures
