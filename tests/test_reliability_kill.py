@@ -3,9 +3,9 @@
 Each scenario runs the real command (`python -m eegmamba_cli ...`) and kills it with SIGKILL after a
 delay drawn from a seeded RNG over the command's observed duration: half of the draws over the whole
 run (start-up included), half over its work phase (preprocess: from the moment it holds the cache
-folder's lock; train: from the start of training proper) to its end. The kills are chained, as a user
-who keeps hitting the same crash would see them: each killed run starts from what the previous one
-left. After every kill:
+folder's lock; train: from the start of training proper) to its end. The kills come in pairs: the
+first starts from an empty folder (so its work-phase kill meets a full run's worth of writes), the
+second resumes from what the first left, as a user who hits the crash twice would. After every kill:
 
 * nothing is corrupt: every file visible under its final name is byte-identical to the same file of an
   uninterrupted run (temporaries such as `.x.tmp` may remain until the next run);
@@ -42,12 +42,12 @@ ATTEMPTS = 10
 pytestmark = pytest.mark.slow
 
 
-def draw_delays(seed: int, total: float, work_start: float, n: int = ATTEMPTS) -> list[tuple[bool, float]]:
-    """(from the work phase?, delay): even attempts from the start over the whole observed run, odd ones
-    from the moment the killed run itself enters its work phase, over the observed work phase."""
+def draw_delays(seed: int, total: float, work: float, n: int = ATTEMPTS) -> list[tuple[bool, float]]:
+    """(from the work phase?, delay): even attempts from the moment the killed run itself enters its work
+    phase, over the observed work phase; odd ones from the start, over the whole observed run."""
     rng = np.random.default_rng(seed)
-    return [(False, float(rng.uniform(0.05, total))) if i % 2 == 0 else
-            (True, float(rng.uniform(0.0, max(total - work_start, 0.1)))) for i in range(n)]
+    return [(True, float(rng.uniform(0.0, max(work, 0.05)))) if i % 2 == 0 else
+            (False, float(rng.uniform(0.05, total))) for i in range(n)]
 
 
 # --- preprocess ---------------------------------------------------------------------------------------
@@ -57,14 +57,15 @@ def corpus(tmp_path_factory):
     base = tmp_path_factory.mktemp("kill-preprocess")
     raw = write_chb_corpus(base / "raw", n_files=10, seconds=16)
     ref_out = base / "reference"
-    outcome, work_start = timed_phases(preprocess_args(raw, ref_out, workers=1), ref_out / "chbmit" / ".lock")
+    outcome, work_start, work_end = timed_phases(preprocess_args(raw, ref_out, workers=1),
+                                                 ref_out / "chbmit" / ".lock")
     assert outcome.returncode == 0, outcome.output
     reference = tree_hashes(ref_out / "chbmit")
     assert {"info.json", "manifest.parquet", "skipped.json", ".lock"} <= set(reference)
     assert sum(k.startswith("arrays/") for k in reference) == 10
     cache = WindowCache(ref_out / "chbmit")
     assert len(cache) == 40 and cache.windows(range(40)).shape == (40, 23, 800)
-    return raw, reference, outcome.elapsed, work_start
+    return raw, reference, outcome.elapsed, work_end - work_start
 
 
 def preprocess_args(raw: Path, out: Path, workers: int) -> list[str]:
@@ -87,16 +88,18 @@ def check_cache_after_kill(cache_dir: Path, before: dict, reference: dict) -> li
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_preprocess_killed_at_random_points_resumes_byte_identical(corpus, tmp_path, workers, capsys):
-    raw, reference, total, work_start = corpus
+    raw, reference, total, work = corpus
     if workers == 2:  # two spawned workers import the pipeline first: the run lasts longer
-        total, work_start = total * 2.0, work_start * 2.0
+        total, work = total * 2.0, work * 2.0
     out = tmp_path / "out"
     cache_dir = out / "chbmit"
     args = preprocess_args(raw, out, workers)
     survived = lost = in_work = completed = mid_write = 0
     failures = []
     holds_lock = lambda proc: holder_pid(cache_dir / ".lock") == proc.pid  # noqa: E731
-    for attempt, (in_phase, delay) in enumerate(draw_delays(1000 + workers, total, work_start)):
+    for attempt, (in_phase, delay) in enumerate(draw_delays(1000 + workers, total, work)):
+        if attempt % 2 == 0:
+            shutil.rmtree(out, ignore_errors=True)
         before = tree_hashes(cache_dir, skip=(".lock",)) if cache_dir.exists() else {}
         temps_before = set(temporaries(cache_dir)) if cache_dir.exists() else set()
         outcome = kill_after(args, delay, armed=holds_lock if in_phase else None,
@@ -110,7 +113,7 @@ def test_preprocess_killed_at_random_points_resumes_byte_identical(corpus, tmp_p
             completed += 1
             if tree_hashes(cache_dir) != reference or temporaries(cache_dir):
                 problems.append("completed run differs from the uninterrupted one")
-            shutil.rmtree(out)  # start the next attempt from scratch
+            shutil.rmtree(out)  # the next attempt starts from scratch
         if problems:
             lost += 1
             failures.append((attempt, round(delay, 2), problems))
@@ -148,8 +151,8 @@ def train_reference(tmp_path_factory):
     make_cache(data, "toya", n_subjects=6, windows_per_subject=60)
     straight = base / "straight"
     # the work phase: training proper, which begins once fold-1/run.json is written
-    outcome, work_start = timed_phases(train_args(data, straight), straight / ".lock",
-                                       work_started=lambda: (straight / "fold-1" / "run.json").exists())
+    outcome, work_start, work_end = timed_phases(train_args(data, straight), straight / ".lock",
+                                                 work_started=lambda: (straight / "fold-1" / "run.json").exists())
     assert outcome.returncode == 0, outcome.output
     per_epoch = {}
     for epoch in range(1, TRAIN_EPOCHS + 1):
@@ -158,7 +161,7 @@ def train_reference(tmp_path_factory):
         per_epoch[epoch] = sha256(base / "by-epoch" / "fold-1" / "last" / "model.safetensors")
     final = straight / "fold-1"
     assert sha256(final / "last" / "model.safetensors") == per_epoch[TRAIN_EPOCHS]
-    return data, final, per_epoch, outcome.elapsed, work_start
+    return data, final, per_epoch, outcome.elapsed, work_end - work_start
 
 
 def metric_rows(fold_dir: Path) -> list[dict]:
@@ -175,14 +178,17 @@ def good_checkpoint(fold_dir: Path) -> Path | None:
 
 
 def test_train_killed_mid_epoch_resumes_bit_identical(train_reference, tmp_path, capsys):
-    data, final_ref, per_epoch, total, work_start = train_reference
+    data, final_ref, per_epoch, total, work = train_reference
     out = tmp_path / "run"
     fold_dir = out / "fold-1"
     args = train_args(data, out)
     survived = lost = completed = in_work = mid_training = 0
     failures = []
     previous_epoch = 0
-    for attempt, (in_phase, delay) in enumerate(draw_delays(2000, total, work_start)):
+    for attempt, (in_phase, delay) in enumerate(draw_delays(2000, total, work)):
+        if attempt % 2 == 0:
+            shutil.rmtree(out, ignore_errors=True)
+            previous_epoch = 0
         start_ns = time.time_ns()
 
         def training(proc, start_ns=start_ns) -> bool:  # this run wrote fold-1/run.json: training begins
