@@ -50,13 +50,15 @@ def run(args: list[str], *, timeout: float = 300, env: dict | None = None, cwd: 
     return Outcome(False, proc.returncode, proc.stdout, time.perf_counter() - t0)
 
 
-def kill_after(args: list[str], delay: float, *, kill_group: bool = False, env: dict | None = None,
+def kill_after(args: list[str], delay: float, *, armed=None, kill_group: bool = False, env: dict | None = None,
                log: Path | None = None) -> Outcome:
     """Start `args`, SIGKILL it after `delay` seconds unless it ended first.
 
-    Only the main process is killed (as the OOM killer or `kill -9 PID` would); worker processes it
-    started are then ended too (by process group: the command runs in a session of its own), so none
-    outlives the test. `kill_group` kills the whole group at once instead.
+    `armed(proc)`: count the delay from the moment it first returns true (e.g. the process holds its
+    lock: its work phase began) instead of from the start. Only the main process is killed (as the OOM
+    killer or `kill -9 PID` would); worker processes it started are then ended too (by process group:
+    the command runs in a session of its own), so none outlives the test. `kill_group` kills the whole
+    group at once instead.
     """
     log = log or Path(tempfile.mkstemp(prefix="eegmamba-kill-", suffix=".log")[1])
     t0 = time.perf_counter()
@@ -64,6 +66,8 @@ def kill_after(args: list[str], delay: float, *, kill_group: bool = False, env: 
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env or ENV, cwd=REPO,
                                 start_new_session=True)
         try:
+            while armed is not None and proc.poll() is None and not armed(proc):
+                time.sleep(0.005)
             proc.wait(timeout=delay)
             killed = False
         except subprocess.TimeoutExpired:
@@ -80,22 +84,28 @@ def kill_after(args: list[str], delay: float, *, kill_group: bool = False, env: 
 
 
 def timed_phases(args: list[str], lock_file: Path, *, env: dict | None = None,
-                 work_started=None) -> tuple[Outcome, float]:
-    """Run `args` uninterrupted; also return when its work phase began: when `work_started()` first
-    returned true, else when it first held `lock_file`."""
+                 work_started=None) -> tuple[Outcome, float, float]:
+    """Run `args` uninterrupted; also return when its work phase began (`work_started()` first true,
+    else it first held `lock_file`) and ended (it released `lock_file`), in seconds from its start."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env or ENV, cwd=REPO)
-        t_lock = None
+        t_start = t_end = None
+        held = False
         while proc.poll() is None:
-            started = work_started() if work_started else holder_pid(lock_file) == proc.pid
-            if t_lock is None and started:
-                t_lock = time.perf_counter() - t0
-            time.sleep(0.01)
+            now = time.perf_counter() - t0
+            holds = holder_pid(lock_file) == proc.pid
+            held = held or holds
+            if t_start is None and (work_started() if work_started else holds):
+                t_start = now
+            if t_start is not None and t_end is None and held and not holds:
+                t_end = now
+            time.sleep(0.005)
         elapsed = time.perf_counter() - t0
         out.seek(0)
         text = out.read()
-    return Outcome(False, proc.returncode, text, elapsed), (t_lock if t_lock is not None else 0.0)
+    t_start = t_start if t_start is not None else 0.0
+    return Outcome(False, proc.returncode, text, elapsed), t_start, (t_end if t_end is not None else elapsed)
 
 
 def holder_pid(lock_file: Path) -> int | None:

@@ -3,9 +3,9 @@
 Each scenario runs the real command (`python -m eegmamba_cli ...`) and kills it with SIGKILL after a
 delay drawn from a seeded RNG over the command's observed duration: half of the draws over the whole
 run (start-up included), half over its work phase (preprocess: from the moment it holds the cache
-folder's lock; train: from the start of training proper) to its end. The kills are chained, as a user
-who keeps hitting the same crash would see them: each killed run starts from what the previous one
-left. After every kill:
+folder's lock; train: from the start of training proper) to its end. The kills come in pairs: the
+first starts from an empty folder (so its work-phase kill meets a full run's worth of writes), the
+second resumes from what the first left, as a user who hits the crash twice would. After every kill:
 
 * nothing is corrupt: every file visible under its final name is byte-identical to the same file of an
   uninterrupted run (temporaries such as `.x.tmp` may remain until the next run);
@@ -42,10 +42,12 @@ ATTEMPTS = 10
 pytestmark = pytest.mark.slow
 
 
-def draw_delays(seed: int, total: float, work_start: float, n: int = ATTEMPTS) -> list[float]:
+def draw_delays(seed: int, total: float, work: float, n: int = ATTEMPTS) -> list[tuple[bool, float]]:
+    """(from the work phase?, delay): even attempts from the moment the killed run itself enters its work
+    phase, over the observed work phase; odd ones from the start, over the whole observed run."""
     rng = np.random.default_rng(seed)
-    return [float(rng.uniform(0.05, total) if i % 2 == 0 else rng.uniform(work_start, total))
-            for i in range(n)]
+    return [(True, float(rng.uniform(0.0, max(work, 0.05)))) if i % 2 == 0 else
+            (False, float(rng.uniform(0.05, total))) for i in range(n)]
 
 
 # --- preprocess ---------------------------------------------------------------------------------------
@@ -55,14 +57,15 @@ def corpus(tmp_path_factory):
     base = tmp_path_factory.mktemp("kill-preprocess")
     raw = write_chb_corpus(base / "raw", n_files=10, seconds=16)
     ref_out = base / "reference"
-    outcome, work_start = timed_phases(preprocess_args(raw, ref_out, workers=1), ref_out / "chbmit" / ".lock")
+    outcome, work_start, work_end = timed_phases(preprocess_args(raw, ref_out, workers=1),
+                                                 ref_out / "chbmit" / ".lock")
     assert outcome.returncode == 0, outcome.output
     reference = tree_hashes(ref_out / "chbmit")
     assert {"info.json", "manifest.parquet", "skipped.json", ".lock"} <= set(reference)
     assert sum(k.startswith("arrays/") for k in reference) == 10
     cache = WindowCache(ref_out / "chbmit")
     assert len(cache) == 40 and cache.windows(range(40)).shape == (40, 23, 800)
-    return raw, reference, outcome.elapsed, work_start
+    return raw, reference, outcome.elapsed, work_end - work_start
 
 
 def preprocess_args(raw: Path, out: Path, workers: int) -> list[str]:
@@ -85,27 +88,32 @@ def check_cache_after_kill(cache_dir: Path, before: dict, reference: dict) -> li
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_preprocess_killed_at_random_points_resumes_byte_identical(corpus, tmp_path, workers, capsys):
-    raw, reference, total, work_start = corpus
+    raw, reference, total, work = corpus
     if workers == 2:  # two spawned workers import the pipeline first: the run lasts longer
-        total, work_start = total * 2.0, work_start * 2.0
+        total, work = total * 2.0, work * 2.0
     out = tmp_path / "out"
     cache_dir = out / "chbmit"
     args = preprocess_args(raw, out, workers)
     survived = lost = in_work = completed = mid_write = 0
     failures = []
-    for attempt, delay in enumerate(draw_delays(1000 + workers, total, work_start)):
+    holds_lock = lambda proc: holder_pid(cache_dir / ".lock") == proc.pid  # noqa: E731
+    for attempt, (in_phase, delay) in enumerate(draw_delays(1000 + workers, total, work)):
+        if attempt % 2 == 0:
+            shutil.rmtree(out, ignore_errors=True)
         before = tree_hashes(cache_dir, skip=(".lock",)) if cache_dir.exists() else {}
-        outcome = kill_after(args, delay, log=tmp_path / f"attempt-{attempt}.log")
+        temps_before = set(temporaries(cache_dir)) if cache_dir.exists() else set()
+        outcome = kill_after(args, delay, armed=holds_lock if in_phase else None,
+                             log=tmp_path / f"attempt-{attempt}.log")
         assert "Traceback" not in outcome.output, outcome.output
         in_work += int(outcome.killed and holder_pid(cache_dir / ".lock") == outcome.pid)
-        mid_write += int(outcome.killed and bool(temporaries(cache_dir)) if cache_dir.exists() else 0)
+        mid_write += int(outcome.killed and cache_dir.exists() and bool(set(temporaries(cache_dir)) - temps_before))
         problems = check_cache_after_kill(cache_dir, before, reference)
         if not outcome.killed:  # finished before the kill: must equal the uninterrupted run exactly
             assert outcome.returncode == 0, outcome.output
             completed += 1
             if tree_hashes(cache_dir) != reference or temporaries(cache_dir):
                 problems.append("completed run differs from the uninterrupted one")
-            shutil.rmtree(out)  # start the next attempt from scratch
+            shutil.rmtree(out)  # the next attempt starts from scratch
         if problems:
             lost += 1
             failures.append((attempt, round(delay, 2), problems))
@@ -115,8 +123,8 @@ def test_preprocess_killed_at_random_points_resumes_byte_identical(corpus, tmp_p
     assert final.returncode == 0, final.output
     final_ok = tree_hashes(cache_dir) == reference and not temporaries(cache_dir)
     row = record_scenario(f"preprocess --workers {workers}: SIGKILL + rerun", ATTEMPTS, survived, lost,
-                          kills_landed=ATTEMPTS - completed, kills_in_work_phase=in_work,
-                          kills_leaving_a_temporary=mid_write, finished_before_kill=completed,
+                          kills_landed=ATTEMPTS - completed, kills_while_holding_the_lock=in_work,
+                          kills_mid_write=mid_write, finished_before_kill=completed,
                           final_rerun_identical=final_ok)
     print_table(capsys, [row])
     assert not failures, failures
@@ -143,8 +151,8 @@ def train_reference(tmp_path_factory):
     make_cache(data, "toya", n_subjects=6, windows_per_subject=60)
     straight = base / "straight"
     # the work phase: training proper, which begins once fold-1/run.json is written
-    outcome, work_start = timed_phases(train_args(data, straight), straight / ".lock",
-                                       work_started=lambda: (straight / "fold-1" / "run.json").exists())
+    outcome, work_start, work_end = timed_phases(train_args(data, straight), straight / ".lock",
+                                                 work_started=lambda: (straight / "fold-1" / "run.json").exists())
     assert outcome.returncode == 0, outcome.output
     per_epoch = {}
     for epoch in range(1, TRAIN_EPOCHS + 1):
@@ -153,7 +161,7 @@ def train_reference(tmp_path_factory):
         per_epoch[epoch] = sha256(base / "by-epoch" / "fold-1" / "last" / "model.safetensors")
     final = straight / "fold-1"
     assert sha256(final / "last" / "model.safetensors") == per_epoch[TRAIN_EPOCHS]
-    return data, final, per_epoch, outcome.elapsed, work_start
+    return data, final, per_epoch, outcome.elapsed, work_end - work_start
 
 
 def metric_rows(fold_dir: Path) -> list[dict]:
@@ -170,15 +178,27 @@ def good_checkpoint(fold_dir: Path) -> Path | None:
 
 
 def test_train_killed_mid_epoch_resumes_bit_identical(train_reference, tmp_path, capsys):
-    data, final_ref, per_epoch, total, work_start = train_reference
+    data, final_ref, per_epoch, total, work = train_reference
     out = tmp_path / "run"
     fold_dir = out / "fold-1"
     args = train_args(data, out)
     survived = lost = completed = in_work = mid_training = 0
     failures = []
     previous_epoch = 0
-    for attempt, delay in enumerate(draw_delays(2000, total, work_start)):
-        outcome = kill_after(args, delay, log=tmp_path / f"attempt-{attempt}.log")
+    for attempt, (in_phase, delay) in enumerate(draw_delays(2000, total, work)):
+        if attempt % 2 == 0:
+            shutil.rmtree(out, ignore_errors=True)
+            previous_epoch = 0
+        start_ns = time.time_ns()
+
+        def training(proc, start_ns=start_ns) -> bool:  # this run wrote fold-1/run.json: training begins
+            try:
+                return (fold_dir / "run.json").stat().st_mtime_ns >= start_ns
+            except OSError:
+                return False
+
+        outcome = kill_after(args, delay, armed=training if in_phase else None,
+                             log=tmp_path / f"attempt-{attempt}.log")
         assert "Traceback" not in outcome.output, outcome.output
         problems = []
         good = good_checkpoint(fold_dir)
@@ -217,8 +237,8 @@ def test_train_killed_mid_epoch_resumes_bit_identical(train_reference, tmp_path,
     assert final.returncode == 0, final.output
     final_problems = compare_run(fold_dir, final_ref)
     row = record_scenario("train: SIGKILL mid-run + --resume", ATTEMPTS, survived, lost,
-                          kills_landed=ATTEMPTS - completed, kills_in_work_phase=in_work,
-                          kills_mid_training=mid_training,
+                          kills_landed=ATTEMPTS - completed, kills_while_holding_the_lock=in_work,
+                          kills_after_training_began=mid_training,
                           finished_before_kill=completed, final_resume_identical=not final_problems)
     print_table(capsys, [row])
     assert not failures, failures
