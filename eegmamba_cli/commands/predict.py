@@ -16,15 +16,15 @@ def main(
     model: Annotated[Path, typer.Option("--model", "-m", help="A run folder (the --out of `train`), one of "
                                         "its fold-K/ folders, or a checkpoint folder.")],
     dataset: Annotated[Optional[str], typer.Option(help="The head to use, e.g. sleepedf or chbmit "
-                                                        "[default: the model's only head].")] = None,
+                                                        "(default: the model's only head).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Per-window predictions: .csv or .json "
-                                                "[default: CSV on stdout].")] = None,
+                                                "(default: CSV on stdout).")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="PNG: hypnogram (sleep), seizure probability "
                                                       "(seizure) or class probabilities.")] = None,
     channel_map: Annotated[Optional[Path], typer.Option(help="JSON or TSV: model channel -> file channel "
                                                              "(overrides the automatic matching).")] = None,
     fold: Annotated[Optional[int], typer.Option(help="With a run folder: the fold whose model to use "
-                                                     "[default: lowest validation loss].")] = None,
+                                                     "(default: the lowest validation loss).")] = None,
     device: Annotated[Device, typer.Option(help="auto: CUDA when available.")] = Device.auto,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 32,
 ) -> None:

@@ -64,8 +64,20 @@ def match_channels(path: Path, head: Head, channel_map: Path | None):
     return rec, matcher.match(head.info.channels)
 
 
-def predict_recording(path: Path, head: Head, *, channel_map: Path | None = None, batch_size: int = 32,
-                      device: torch.device | str = "cpu") -> Prediction:
+@dataclass
+class Windows:
+    """A recording cut for one head: the model's input and where each window starts."""
+
+    labels: tuple[str, ...]
+    sources: list[Source]
+    sfreq: float
+    duration_s: float
+    data: np.ndarray  # (n, C, L) float32, as the cache would hold them
+    starts_s: np.ndarray
+
+
+def prepare_windows(path: Path, head: Head, channel_map: Path | None = None) -> Windows:
+    """Match channels, read them lazily and run them through the shared pipeline, tiling the recording."""
     path = Path(path)
     rec, sources = match_channels(path, head, channel_map)
     signals = load_channels(rec, sources)
@@ -77,17 +89,24 @@ def predict_recording(path: Path, head: Head, *, channel_map: Path | None = None
                         f"{head.name} window")
     starts = fixed_windows(duration, head.window_s)
     piece = Piece(signals, sfreq, [(float(s), 0) for s in starts])
-    windows, starts_s = preprocess_piece(piece, head.info, head.params, passband=head.passband(sfreq),
-                                         source=rec.name)
-    if len(windows) == 0:  # resampling rounds the length down by a sample at most; say so plainly
+    data, starts_s = preprocess_piece(piece, head.info, head.params, passband=head.passband(sfreq),
+                                      source=rec.name)
+    if len(data) == 0:  # resampling can round the length down by a sample; say so plainly
         raise UserError(f"{rec.name}: no whole {head.window_s:g}-s window fits after resampling to 200 Hz")
-    proba = classify(head, windows, batch_size, device)
-    table = window_table(starts_s, head.window_s, proba, head.class_names)
+    return Windows(rec.labels, sources, sfreq, duration, data, starts_s)
+
+
+def predict_recording(path: Path, head: Head, *, channel_map: Path | None = None, batch_size: int = 32,
+                      device: torch.device | str = "cpu") -> Prediction:
+    windows = prepare_windows(path, head, channel_map)
+    proba = classify(head, windows.data, batch_size, device)
+    table = window_table(windows.starts_s, head.window_s, proba, head.class_names)
     notes = []
-    tail = duration - (starts_s[-1] + head.window_s)
+    tail = windows.duration_s - (windows.starts_s[-1] + head.window_s)
     if tail > 1e-6:
         notes.append(f"the last {tail:.1f} s are shorter than one window and have no prediction")
-    return Prediction(path, head, rec.labels, sources, sfreq, duration, table, notes)
+    return Prediction(Path(path), head, windows.labels, windows.sources, windows.sfreq, windows.duration_s,
+                      table, notes)
 
 
 def _check_rate(name: str, sfreq: float, head: Head) -> None:
