@@ -114,3 +114,8 @@ class Corpus(ABC):
         """The corpus as one run sees it, for options that change discovery, channels, classes or folds
         (e.g. CHB-MIT's file subset, the custom corpus's labels). Default: the corpus itself."""
         return self
+
+
+def fold_from_table(number: int, folds: dict) -> int:
+    """The paper's fold (spec §12) whose subject numbers contain `number`; 0 when no fold lists it."""
+    return next((fold for fold, ids in folds.items() if number in ids), 0)

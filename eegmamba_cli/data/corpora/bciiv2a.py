@@ -25,7 +25,7 @@ import numpy as np
 import scipy.io
 
 from ...console import UserError
-from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
+from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef, fold_from_table
 from ..gdf import GdfError, check_complete, read_header
 
 SFREQ = 250.0
@@ -241,7 +241,7 @@ class BciIv2aCorpus(Corpus):
     def fold_of(self, subject: str) -> int:
         match = re.fullmatch(r"A0([1-9])", str(subject))
         number = int(match.group(1)) if match else -1
-        return next((fold for fold, ids in FOLDS.items() if number in ids), 0)
+        return fold_from_table(number, FOLDS)
 
 
 CORPUS = BciIv2aCorpus()

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ...console import UserError
-from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
+from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef, fold_from_table
 from ..safe_pickle import UnsafePickleError, load_array_dict
 
 SFREQ = 128.0
@@ -142,7 +142,7 @@ class DeapCorpus(Corpus):
     def fold_of(self, subject: str) -> int:
         match = FILE_NAME.match(f"{subject}.dat")
         number = int(match.group(1)) if match else -1
-        return next((fold for fold, ids in FOLDS.items() if number in ids), 0)
+        return fold_from_table(number, FOLDS)
 
 
 CORPUS = DeapCorpus()

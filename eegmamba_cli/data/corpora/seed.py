@@ -20,7 +20,7 @@ import numpy as np
 import scipy.io
 
 from ...console import UserError
-from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
+from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef, fold_from_table
 
 SFREQ = 200.0
 WINDOW_S = 20.0
@@ -167,7 +167,7 @@ class SeedCorpus(Corpus):
 
     def fold_of(self, subject: str) -> int:
         number = int(subject) if str(subject).isdigit() else -1
-        return next((fold for fold, ids in FOLDS.items() if number in ids), 0)
+        return fold_from_table(number, FOLDS)
 
 
 CORPUS = SeedCorpus()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
+from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef, fold_from_table
 
 SFREQ = 250.0
 WINDOW_S = 4.0
@@ -110,7 +110,7 @@ class ShuCorpus(Corpus):
     def fold_of(self, subject: str) -> int:
         match = re.fullmatch(r"sub-(\d{3})", str(subject))
         number = int(match.group(1)) if match else -1
-        return next((fold for fold, ids in FOLDS.items() if number in ids), 0)
+        return fold_from_table(number, FOLDS)
 
 
 CORPUS = ShuCorpus()
