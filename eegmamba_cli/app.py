@@ -4,7 +4,7 @@ from __future__ import annotations
 import typer
 
 from . import __version__
-from .commands import benchmark, datasets, download, evaluate, preprocess, train
+from .commands import benchmark, datasets, demo, download, evaluate, predict, preprocess, train
 
 app = typer.Typer(
     name="eegmamba",
@@ -35,6 +35,8 @@ app.command("download")(download.main)
 app.command("preprocess")(preprocess.main)
 app.command("train")(train.main)
 app.command("evaluate")(evaluate.main)
+app.command("predict")(predict.main)
+app.command("demo")(demo.main)
 
 
 def main() -> None:

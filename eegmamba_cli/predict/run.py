@@ -15,9 +15,9 @@ import pandas as pd
 import torch
 
 from ..console import UserError
-from ..data.base import Piece
+from ..data.base import Piece, RecordingError
 from ..data.pipeline import preprocess_piece
-from ..data.signal import fixed_windows
+from ..data.signal import fixed_windows, resample_factor
 from .channels import ChannelMatcher, Source, read_channel_map
 from .model import Head
 from .recording import load_channels, open_recording
@@ -110,6 +110,10 @@ def predict_recording(path: Path, head: Head, *, channel_map: Path | None = None
 
 
 def _check_rate(name: str, sfreq: float, head: Head) -> None:
+    try:
+        resample_factor(sfreq)  # a rate like 173.61 Hz has no usable rational factor to 200 Hz
+    except RecordingError as err:
+        raise UserError(f"{name}: {err}") from None
     need = head.min_sfreq()
     if sfreq < need:
         low, high = head.passband(1e9)

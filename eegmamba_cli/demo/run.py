@@ -1,0 +1,248 @@
+"""`eegmamba demo`: the whole toolkit end to end on a synthetic corpus, on CPU, in a few minutes.
+
+    1. write a small synthetic corpus in the native formats of all eight corpora   DIR/raw/<name>/
+    2. preprocess it with the real readers and the shared pipeline                 DIR/cache/<name>/
+    3. train one demo-sized multi-task EEGMamba on fold 1, epoch by epoch, until    DIR/run/
+       the time budget is spent (each call to the trainer resumes the last one)
+    4. evaluate fold 1 (test subjects never seen in training)                       DIR/run/results.*
+    5. predict a synthetic Sleep-EDF night and a CHB-MIT recording                  DIR/predictions/
+
+Nothing is downloaded. The model is deliberately small (see DEMO_MODEL) so that it trains on two CPU cores;
+its numbers say that the pipeline works, not how EEGMamba performs on real EEG.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.table import Table
+
+from ..console import UserError, console
+from ..io import atomic_write_json
+from . import corpus as demo_corpus
+
+MARKER = ".eegmamba-demo"  # a folder the demo made (and may clear); any other non-empty folder is refused
+SUBFOLDERS = ("raw", "cache", "run", "predictions")
+FOLD = 1
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    """The demo-sized model and its training (the paper: D 128, 8 BiMamba + 8 MoE blocks, batch 128,
+    learning rate 2e-4, 100 epochs)."""
+
+    d_model: int = 32
+    layers: int = 2
+    moe: bool = False  # see docs/commands/demo.md: the MoE blocks learn too slowly for a few CPU minutes
+    batch_size: int = 8
+    lr: float = 2e-3
+    epochs: int = 15
+
+
+DEMO_MODEL = DemoModel()
+TINY_MODEL = DemoModel(d_model=16, layers=1, epochs=1)
+
+
+@dataclass
+class DemoReport:
+    out: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+    windows: dict[str, int] = field(default_factory=dict)
+    epochs: int = 0
+    parameters: int = 0
+    results: pd.DataFrame | None = None
+    predictions: list[dict] = field(default_factory=list)
+
+
+def prepare_folder(out: Path) -> None:
+    """Refuse to write into a folder the demo did not make; clear an earlier demo's outputs."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise UserError(f"{out}: exists and is not an earlier demo folder; choose another --out "
+                        "(the demo clears its folder before writing)")
+    for name in SUBFOLDERS:
+        shutil.rmtree(out / name, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by `eegmamba demo`; its subfolders are replaced on the next run\n")
+
+
+def run_demo(out: Path, minutes: float, seed: int, tiny: bool = False, epochs: int | None = None,
+             threads: int = 1) -> DemoReport:
+    import torch
+
+    out = Path(out)
+    size = demo_corpus.TINY if tiny else demo_corpus.FULL
+    model = TINY_MODEL if tiny else DEMO_MODEL
+    if epochs is not None:
+        model = replace(model, epochs=epochs)
+    report = DemoReport(out)
+    prepare_folder(out)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # one by default: on busy cores PyTorch's threads spin (demo.md)
+    try:
+        with _timed(report, "generate"):
+            console.print(f"[bold]1/5[/] writing a synthetic corpus in the native formats of 8 corpora "
+                          f"to {out / 'raw'}", highlight=False)
+            written = demo_corpus.write_all(out / "raw", size, seed)
+        with _timed(report, "preprocess"):
+            console.print("[bold]2/5[/] preprocessing with the real readers and the shared pipeline")
+            report.windows = preprocess_all(out, written)
+        with _timed(report, "train"):
+            train_for(out, model, minutes * 60, seed, report)
+        with _timed(report, "evaluate"):
+            console.print(f"[bold]4/5[/] evaluating fold {FOLD} (subjects held out from training)")
+            report.results = evaluate(out)
+        with _timed(report, "predict"):
+            console.print("[bold]5/5[/] predicting whole recordings with `eegmamba predict`")
+            report.predictions = predict_examples(out, written)
+    finally:
+        torch.set_num_threads(before)
+    write_summary(report, model, minutes, seed, tiny, threads)
+    return report
+
+
+@contextlib.contextmanager
+def _timed(report: DemoReport, name: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        report.seconds[name] = time.perf_counter() - start
+
+
+# --- steps ----------------------------------------------------------------------------------------
+
+def preprocess_all(out: Path, written: dict[str, list[str]]) -> dict[str, int]:
+    from ..data.pipeline import preprocess_corpus
+
+    windows = {}
+    for name in written:
+        raw = out / "raw" / name
+        options = {"subjects_file": str(raw / "subjects.txt")} if name == "shhs" else None
+        result = preprocess_corpus(name, raw, out / "cache", workers=1, options=options, strict=True,
+                                   progress=False)
+        windows[name] = int(result.cache.info["n_windows"])
+    console.print("  windows per dataset: " + ", ".join(f"{n} {w}" for n, w in windows.items()), highlight=False)
+    return windows
+
+
+def train_for(out: Path, model: DemoModel, budget_s: float, seed: int, report: DemoReport) -> None:
+    """Train `model.epochs` epochs of fold 1, one trainer call per epoch (each resumes the last); no
+    epoch starts once `budget_s` has passed (at least one runs)."""
+    from ..training.trainer import TrainConfig, train
+
+    console.print(f"[bold]3/5[/] training a [bold]demo-sized[/] EEGMamba (d_model {model.d_model}, "
+                  f"{model.layers} BiMamba layers{' + MoE' if model.moe else ', no MoE'}; the paper's is "
+                  f"128, 8 + 8 MoE) on fold {FOLD}: {model.epochs} epochs on CPU", highlight=False)
+    start = time.perf_counter()
+    for epoch in range(1, model.epochs + 1):
+        if epoch > 1 and time.perf_counter() - start > budget_s:
+            console.print(f"[yellow]note:[/] stopped after {epoch - 1} of {model.epochs} epochs: the "
+                          f"{budget_s / 60:g}-minute budget (--minutes) is spent", highlight=False)
+            break
+        cfg = TrainConfig(out=out / "run", data=out / "cache", fold=str(FOLD), d_model=model.d_model,
+                          layers=model.layers, ablations=() if model.moe else ("no-moe",), epochs=epoch,
+                          batch_size=model.batch_size, lr=model.lr, seed=seed, device="cpu", resume=True)
+        train(cfg)
+        report.epochs = epoch
+    meta = json.loads((out / "run" / f"fold-{FOLD}" / "last" / "checkpoint.json").read_text())
+    report.parameters = _parameters(meta)
+
+
+def _parameters(meta: dict) -> int:
+    from ..training.checkpoint import build_model
+
+    return sum(p.numel() for p in build_model(meta).parameters())
+
+
+def evaluate(out: Path) -> pd.DataFrame:
+    from ..training.evaluation import EvalConfig, evaluate_run
+
+    evaluate_run(EvalConfig(run_dir=out / "run", device="cpu"))
+    return pd.read_csv(out / "run" / "results.csv")
+
+
+def predict_examples(out: Path, written: dict[str, list[str]]) -> list[dict]:
+    """The test-fold Sleep-EDF night (hypnogram) and CHB-MIT recording (seizure timeline)."""
+    from ..predict import load_head, predict_recording
+    from ..predict.output import save_plot, summary_tables, write_windows
+
+    examples = [("sleepedf", out / "raw/sleepedf/sleep-cassette" / f"SC4{written['sleepedf'][0]}1E0-PSG.edf"),
+                ("chbmit", out / "raw/chbmit" / written["chbmit"][0] / f"{written['chbmit'][0]}_01.edf")]
+    done = []
+    for dataset, recording in examples:
+        head = load_head(out / "run", dataset, "cpu")
+        prediction = predict_recording(recording, head)
+        stem = out / "predictions" / recording.stem
+        write_windows(prediction, stem.with_suffix(".csv"))
+        save_plot(prediction, stem.with_suffix(".png"))
+        console.print(summary_tables(prediction)[-1])  # the mapping is trivial here: names match
+        agreement = _agreement(prediction, out, dataset, recording)
+        done.append(dict(dataset=dataset, recording=str(recording), csv=str(stem.with_suffix(".csv")),
+                         png=str(stem.with_suffix(".png")), windows=len(prediction.windows), agreement=agreement))
+    return done
+
+
+def _agreement(prediction, out: Path, dataset: str, recording: Path) -> float | None:
+    """Share of windows whose prediction matches the label preprocessing gave the same window."""
+    from ..data.cache import WindowCache
+
+    cache = WindowCache(out / "cache" / dataset)
+    ids = {recording.stem, recording.stem[:8]}  # CHB-MIT ids are file stems, Sleep-EDF ids SC4ssNx0
+    rows = cache.manifest[cache.manifest["recording"].astype(str).isin(ids)]
+    if rows.empty:
+        return None
+    truth = dict(zip(np.round(rows["start_s"].to_numpy(), 3), rows["label"].to_numpy()))
+    names = prediction.head.class_names
+    pairs = [(names.index(p), truth[round(s, 3)]) for s, p in
+             zip(prediction.windows["start_s"], prediction.windows["prediction"]) if round(s, 3) in truth]
+    return float(np.mean([a == b for a, b in pairs])) if pairs else None
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+def results_table(results: pd.DataFrame) -> Table:
+    from ..training.paper import DISPLAY_NAMES
+
+    table = Table(title=f"Demo results, fold {FOLD} test subjects (synthetic data, demo-sized model)",
+                  title_justify="left")
+    for column in ("dataset", "task", "test windows", "accuracy", "balanced acc.", "chance", "AUROC", "F1 (w)"):
+        table.add_column(column, justify="left" if column in ("dataset", "task") else "right")
+    for row in results.itertuples(index=False):
+        chance = 1 / _n_classes(row.dataset)
+        table.add_row(DISPLAY_NAMES.get(row.dataset, row.dataset), row.task, str(row.n_windows),
+                      f"{row.accuracy:.3f}", f"{row.balanced_accuracy:.3f}", f"{chance:.3f}",
+                      f"{row.auroc:.3f}", f"{row.f1_weighted:.3f}")
+    return table
+
+
+def _n_classes(dataset: str) -> int:
+    from ..data.registry import get_corpus
+
+    return len(get_corpus(dataset).info.class_names)
+
+
+def timing_table(report: DemoReport) -> Table:
+    table = Table(title="Time", title_justify="left")
+    table.add_column("step")
+    table.add_column("seconds", justify="right")
+    for step, seconds in report.seconds.items():
+        table.add_row(step, f"{seconds:.1f}")
+    table.add_row("total", f"{sum(report.seconds.values()):.1f}", style="bold")
+    return table
+
+
+def write_summary(report: DemoReport, model: DemoModel, minutes: float, seed: int, tiny: bool,
+                  threads: int) -> None:
+    atomic_write_json(report.out / "demo-summary.json", dict(
+        seed=seed, tiny=tiny, minutes=minutes, threads=threads, model=asdict(model), parameters=report.parameters,
+        epochs=report.epochs, fold=FOLD, windows=report.windows, seconds=report.seconds,
+        total_seconds=sum(report.seconds.values()),
+        results=report.results.to_dict(orient="records") if report.results is not None else [],
+        predictions=report.predictions))

@@ -1,0 +1,100 @@
+"""`eegmamba demo --tiny`: the whole chain on a much smaller synthetic corpus (files, tables, outputs).
+
+No timing and no accuracy assertions: at this size the model trains for one epoch of a few steps.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from eegmamba_cli.app import app
+from eegmamba_cli.data.registry import CORPUS_NAMES, get_corpus
+from eegmamba_cli.demo import corpus as demo_corpus
+
+runner = CliRunner()
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    result = runner.invoke(app, ["demo", "--out", str(out), "--tiny", "--seed", "3"])
+    return out, result
+
+
+def test_demo_runs_and_prints_the_tables(demo):
+    out, result = demo
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "demo-sized" in text
+    assert "Demo results" in text and "Time" in text
+    for name in ("Siena", "CHB-MIT", "SHHS", "DEAP", "SEED", "Shu"):
+        assert name in text
+
+
+def test_demo_writes_every_corpus_in_its_native_layout(demo):
+    out, _ = demo
+    raw = out / "raw"
+    expected = {
+        "siena": ["PN00/PN00-1.edf", "PN00/Seizures-list-PN00.txt"],
+        "chbmit": ["chb01/chb01_01.edf", "chb01/chb01-summary.txt", "RECORDS-WITH-SEIZURES"],
+        "sleepedf": ["sleep-cassette/SC4001E0-PSG.edf", "sleep-cassette/SC4001EC-Hypnogram.edf"],
+        "shhs": ["polysomnography/edfs/shhs1/shhs1-200010.edf",
+                 "polysomnography/annotations-events-nsrr/shhs1/shhs1-200010-nsrr.xml", "subjects.txt"],
+        "deap": ["data_preprocessed_python/s01.dat"],
+        "seed": ["Preprocessed_EEG/label.mat", "Preprocessed_EEG/readme.txt"],
+        "shu": ["mat/sub-001_ses-01_task_motorimagery_eeg.mat"],
+        "bciiv2a": ["A01T.gdf", "A01E.gdf", "A01E.mat"],
+    }
+    for name, files in expected.items():
+        for f in files:
+            assert (raw / name / f).is_file(), f"{name}/{f}"
+    assert (raw / "bciiv2a" / "A01T.gdf").read_bytes()[:8] == b"GDF 1.25"
+    assert (raw / "deap" / "data_preprocessed_python" / "s01.dat").read_bytes()[:2] == b"\x80\x02"
+
+
+def test_demo_caches_fill_every_fold(demo):
+    from eegmamba_cli.data.cache import WindowCache
+
+    out, _ = demo
+    for name in CORPUS_NAMES:
+        cache = WindowCache(out / "cache" / name)
+        assert sorted(set(cache.folds.tolist())) == [1, 2, 3, 4, 5], name
+        assert set(cache.labels.tolist()) == set(range(len(get_corpus(name).info.class_names))), name
+
+
+def test_demo_run_results_and_predictions(demo):
+    out, _ = demo
+    assert (out / "run" / "fold-1" / "best" / "checkpoint.json").is_file()
+    results = pd.read_csv(out / "run" / "results.csv")
+    assert sorted(results["dataset"]) == sorted(CORPUS_NAMES)
+    assert (results["fold"] == 1).all()
+    for name in CORPUS_NAMES:
+        assert (out / "run" / "confusion" / f"{name}.png").read_bytes()[:8] == PNG
+    for stem in ("SC4001E0-PSG", "chb01_01"):
+        table = pd.read_csv(out / "predictions" / f"{stem}.csv")
+        probs = table[[c for c in table.columns if c.startswith("p_")]].to_numpy()
+        assert len(table) > 0 and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+        assert (out / "predictions" / f"{stem}.png").read_bytes()[:8] == PNG
+    summary = json.loads((out / "demo-summary.json").read_text())
+    assert summary["tiny"] is True and summary["epochs"] == 1 and len(summary["results"]) == 8
+    assert set(summary["seconds"]) == {"generate", "preprocess", "train", "evaluate", "predict"}
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--tiny"])
+    assert result.exit_code == 1
+    assert "is not an earlier demo folder" in result.output
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_demo_subjects_follow_the_fold_table():
+    for name in CORPUS_NAMES:
+        corpus = get_corpus(name)
+        subjects = demo_corpus.subjects(name, demo_corpus.FULL)
+        assert [corpus.fold_of(s) for s in subjects] == [1, 2, 3, 4, 5], name
