@@ -17,6 +17,7 @@ subjects chosen from the paper's fold table so that every fold has test subjects
 from __future__ import annotations
 
 import datetime as dt
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import scipy.io
 
 from ..data.corpora import bciiv2a, chbmit, deap, seed, shu, siena
 from ..data.edf import write_annotations_edf, write_edf
+from ..io import atomic_write_bytes, atomic_write_text
 from . import signals as sig
 from .formats import GdfEvent, GdfSignal, SummaryFile, chbmit_summary, nsrr_xml, py2_pickle, \
     siena_seizure_list, stage_event, write_gdf
@@ -64,6 +66,12 @@ FOLD_SUBJECTS = {
 }
 START = dt.datetime(2021, 3, 14, 21, 30, 0)
 
+
+def write_mat(path: Path, variables: dict) -> None:
+    """A MAT v5 file, written through a buffer so it lands atomically like every other output."""
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, variables)
+    atomic_write_bytes(path, buf.getvalue())
 
 def subjects(name: str, size: DemoSize) -> list[str]:
     """The demo's subjects of a corpus: `subjects_per_fold` per fold (fewer where a fold has fewer)."""
@@ -124,8 +132,8 @@ def write_siena(folder: Path, size: DemoSize, rng: np.random.Generator) -> list[
         write_edf(folder / pid / name, labels, [sfreq] * len(labels), [*eeg, *extra.values()], start=start)
         listed = [(name, start, start + dt.timedelta(seconds=seconds), start + dt.timedelta(seconds=a),
                    start + dt.timedelta(seconds=b)) for a, b in seizures]
-        (folder / pid / f"Seizures-list-{pid}.txt").write_text(siena_seizure_list(pid, sfreq, listed),
-                                                               encoding="latin-1")
+        atomic_write_bytes(folder / pid / f"Seizures-list-{pid}.txt",
+                           siena_seizure_list(pid, sfreq, listed).encode("latin-1"))
         done.append(pid)
     return done
 
@@ -150,11 +158,11 @@ def write_chbmit(folder: Path, size: DemoSize, rng: np.random.Generator) -> list
         end = START + dt.timedelta(seconds=seconds)
         summary = chbmit_summary(chbmit.CHANNELS, [SummaryFile(name, seizures, START.strftime("%H:%M:%S"),
                                                                end.strftime("%H:%M:%S"))], sfreq)
-        (folder / case / f"{case}-summary.txt").write_text(summary)
+        atomic_write_text(folder / case / f"{case}-summary.txt", summary)
         records.append(f"{case}/{name}")
         done.append(case)
-    (folder / "RECORDS").write_text("\n".join(records) + "\n")
-    (folder / "RECORDS-WITH-SEIZURES").write_text("\n".join(records) + "\n\n")
+    atomic_write_text(folder / "RECORDS", "\n".join(records) + "\n")
+    atomic_write_text(folder / "RECORDS-WITH-SEIZURES", "\n".join(records) + "\n\n")
     return done
 
 
@@ -224,10 +232,10 @@ def write_shhs(folder: Path, size: DemoSize, rng: np.random.Generator) -> list[s
                   [s[1] for s in signals.values()], start=START, physical=[s[2] for s in signals.values()],
                   units="uV", record_s=1)
         events = [stage_event(NSRR_CONCEPT[s], a, d) for a, d, s in runs(stages)]
-        (xmls / f"shhs1-{nsrrid}-nsrr.xml").write_text(nsrr_xml(events, seconds))
+        atomic_write_text(xmls / f"shhs1-{nsrrid}-nsrr.xml", nsrr_xml(events, seconds))
         done.append(nsrrid)
     # The paper's subjects are a list the user supplies (option subjects_file): the demo's own list.
-    (folder / "subjects.txt").write_text("nsrrid\n" + "\n".join(done) + "\n")
+    atomic_write_text(folder / "subjects.txt", "nsrrid\n" + "\n".join(done) + "\n")
     return done
 
 
@@ -247,7 +255,7 @@ def write_deap(folder: Path, size: DemoSize, rng: np.random.Generator) -> list[s
             data[t, :32] = sig.emotion_eeg(rng, names, n, sfreq, sig.deap_gains(bool(is_high)))
             data[t, 32:] = 20 * sig.pink(rng, (8, n))  # EOG, EMG, GSR, respiration, plethysmograph, temperature
             ratings[t, 0] = rng.uniform(5.5, 9.0) if is_high else rng.uniform(1.0, 3.5)
-        (out / f"{subject}.dat").write_bytes(py2_pickle({"data": data, "labels": ratings}))
+        atomic_write_bytes(out / f"{subject}.dat", py2_pickle({"data": data, "labels": ratings}))
         done.append(subject)
     return done
 
@@ -268,10 +276,10 @@ def write_seed(folder: Path, size: DemoSize, rng: np.random.Generator) -> list[s
             trials = {f"{SEED_PREFIX[number - 1]}_eeg{k}": sig.emotion_eeg(
                 rng, seed.FILE_CHANNELS, n, seed.SFREQ, sig.seed_gains(label + 1)).astype(np.float32)
                 for k, label in enumerate(SEED_LABELS, 1)}
-            scipy.io.savemat(out / f"{number}_{date}.mat", trials)
+            write_mat(out / f"{number}_{date}.mat", trials)
         done.append(subject)
-    scipy.io.savemat(out / "label.mat", {"label": np.array([SEED_LABELS])})
-    (out / "readme.txt").write_text("Synthetic SEED-format data written by `eegmamba demo` (200 Hz).\n")
+    write_mat(out / "label.mat", {"label": np.array([SEED_LABELS])})
+    atomic_write_text(out / "readme.txt", "Synthetic SEED-format data written by `eegmamba demo` (200 Hz).\n")
     return done
 
 
@@ -288,7 +296,7 @@ def write_shu(folder: Path, size: DemoSize, rng: np.random.Generator) -> list[st
         data = np.stack([sig.motor_imagery(rng, shu.FILE_CHANNELS, n, sfreq,
                                            [(0, n, "left hand" if lab == 1 else "right hand")], mu)
                          for lab in labels])
-        scipy.io.savemat(out / f"{subject}_ses-01_task_motorimagery_eeg.mat",
+        write_mat(out / f"{subject}_ses-01_task_motorimagery_eeg.mat",
                          {"data": data.astype(np.float64), "labels": labels[None, :]})
         done.append(subject)
     return done
@@ -306,7 +314,7 @@ def write_bciiv2a(folder: Path, size: DemoSize, rng: np.random.Generator) -> lis
             classes = rng.permutation(np.arange(size.bci_trials) % 4)
             _write_bci_session(folder / f"{subject}{session}.gdf", rng, classes, mu, evaluation=session == "E")
             if session == "E":  # the evaluation cues are 783 (unknown); the classes come from A0sE.mat
-                scipy.io.savemat(folder / f"{subject}E.mat", {"classlabel": (classes + 1).astype(np.uint8)[:, None]})
+                write_mat(folder / f"{subject}E.mat", {"classlabel": (classes + 1).astype(np.uint8)[:, None]})
         done.append(subject)
     return done
 

@@ -24,7 +24,7 @@ import pandas as pd
 from rich.table import Table
 
 from ..console import UserError, console
-from ..io import atomic_write_json
+from ..io import atomic_write_json, atomic_write_text
 from . import corpus as demo_corpus
 
 MARKER = ".eegmamba-demo"  # a folder the demo made (and may clear); any other non-empty folder is refused
@@ -69,7 +69,7 @@ def prepare_folder(out: Path) -> None:
     for name in SUBFOLDERS:
         shutil.rmtree(out / name, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by `eegmamba demo`; its subfolders are replaced on the next run\n")
+    atomic_write_text(out / MARKER, "written by `eegmamba demo`; its subfolders are replaced on the next run\n")
 
 
 def run_demo(out: Path, minutes: float, seed: int, tiny: bool = False, epochs: int | None = None,
