@@ -24,6 +24,7 @@ import pandas as pd
 from rich.table import Table
 
 from ..console import UserError, console
+from ..data.registry import CORPUS_NAMES
 from ..io import atomic_write_json, atomic_write_text
 from . import corpus as demo_corpus
 
@@ -138,8 +139,8 @@ def train_for(out: Path, model: DemoModel, budget_s: float, seed: int, report: D
     from ..training.trainer import TrainConfig, train
 
     console.print(f"[bold]3/5[/] training a [bold]demo-sized[/] EEGMamba (d_model {model.d_model}, "
-                  f"{model.layers} BiMamba layers{' + MoE' if model.moe else ', no MoE'}; the paper's is "
-                  f"128, 8 + 8 MoE) on fold {FOLD}: {model.epochs} epochs on CPU", highlight=False)
+                  f"BiMamba blocks {model.layers}{', MoE on' if model.moe else ', no MoE'}; the paper's: 128, "
+                  f"8 + 8 MoE) on fold {FOLD}, {model.epochs} epochs on CPU", highlight=False)
     start = time.perf_counter()
     for epoch in range(1, model.epochs + 1):
         if epoch > 1 and time.perf_counter() - start > budget_s:
@@ -149,10 +150,31 @@ def train_for(out: Path, model: DemoModel, budget_s: float, seed: int, report: D
         cfg = TrainConfig(out=out / "run", data=out / "cache", fold=str(FOLD), d_model=model.d_model,
                           layers=model.layers, ablations=() if model.moe else ("no-moe",), epochs=epoch,
                           batch_size=model.batch_size, lr=model.lr, seed=seed, device="cpu", resume=True)
-        train(cfg)
+        with console.capture():  # each resumed call would repeat the split sizes; one line per epoch instead
+            train(cfg)
+        if epoch == 1:
+            _print_splits(out)
+        _print_epoch(out, model.epochs)
         report.epochs = epoch
     meta = json.loads((out / "run" / f"fold-{FOLD}" / "last" / "checkpoint.json").read_text())
     report.parameters = _parameters(meta)
+
+
+def _print_splits(out: Path) -> None:
+    splits = json.loads((out / "run" / f"fold-{FOLD}" / "run.json").read_text())["splits"]
+    order = sorted(splits, key=lambda n: CORPUS_NAMES.index(n) if n in CORPUS_NAMES else len(CORPUS_NAMES))
+    sizes = ", ".join(f"{n} {splits[n]['sizes']['train']}/{splits[n]['sizes']['val']}/{splits[n]['sizes']['test']}"
+                      for n in order)
+    console.print(f"fold {FOLD} train/val/test windows: {sizes}", highlight=False)
+
+
+def _print_epoch(out: Path, epochs: int) -> None:
+    rows = (out / "run" / f"fold-{FOLD}" / "metrics.jsonl").read_text().splitlines()
+    row = json.loads(rows[-1])
+    best = " (best)" if row["best_epoch"] == row["epoch"] else ""
+    console.print(f"fold {FOLD} epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}, val loss "
+                  f"{row['val_loss']:.4f}{best}, {row['windows_per_s']:,.0f} windows/s, {row['time_s']:.1f} s",
+                  highlight=False)
 
 
 def _parameters(meta: dict) -> int:
