@@ -6,9 +6,11 @@
   safetensors: refused unless `--allow-pickle-checkpoint` is given; with it, a plain state dict is read
   with torch.load(weights_only=True) and gives exactly the safetensors results, while a `__reduce__`
   payload is still refused and never runs.
+* `eegmamba predict` follows the same rule for a run, a checkpoint folder or a `.pt` file named directly.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import pickle
@@ -23,6 +25,7 @@ from typer.testing import CliRunner
 
 from eegmamba_cli.app import app
 from eegmamba_cli.console import UserError
+from eegmamba_cli.data.edf import write_edf
 from eegmamba_cli.training.checkpoint import load_checkpoint
 from eegmamba_cli.training.trainer import TrainConfig, train
 from helpers_cache import make_cache
@@ -154,4 +157,58 @@ def test_evaluate_with_the_flag_still_refuses_code_and_junk(trained, tmp_path, p
     lines = error_lines(result.output)
     assert result.exit_code == 1 and len(lines) == 1, result.output
     assert "model.pt: " in lines[0] and expected in lines[0], lines[0]
+    assert not marker.exists()
+
+
+# --- the same checkpoints through `eegmamba predict` ----------------------------------------------------
+@pytest.fixture
+def toy_recording(tmp_path) -> Path:
+    """Channels C0 and C1 of the toy cache at its 200 Hz: 2 s, so six 64-sample windows."""
+    t = np.arange(400) / 200.0
+    signals = [20 * np.sin(2 * np.pi * 8 * t), 20 * np.sin(2 * np.pi * 16 * t)]
+    return write_edf(tmp_path / "toy.edf", ["C0", "C1"], [200, 200], signals, start=dt.datetime(2020, 1, 1),
+                     physical=[(-100, 100)] * 2)
+
+
+def predict(model: Path, recording: Path, out: Path, *extra: str):
+    result = runner.invoke(app, ["predict", str(recording), "--model", str(model), "--device", "cpu",
+                                 "--out", str(out), *extra])
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+@pytest.mark.parametrize("target", ["folder", "pt-file"])
+def test_predict_refuses_a_pickled_checkpoint_without_the_flag(trained, tmp_path, toy_recording, target):
+    copy = as_pickle_checkpoint(trained[0], tmp_path)
+    model = copy / "fold-1" / "last" if target == "folder" else copy / "fold-1" / "last" / "model.pt"
+    out = tmp_path / "windows.csv"
+    result = predict(model, toy_recording, out)
+    lines = error_lines(result.output)
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert "model.pt: pickle-based checkpoints are never loaded without --allow-pickle-checkpoint" in lines[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("target", ["folder", "pt-file"])
+def test_predict_with_the_flag_matches_the_safetensors_model(trained, tmp_path, toy_recording, target):
+    run, _ = trained
+    reference = tmp_path / "reference.csv"
+    assert predict(run / "fold-1" / "last", toy_recording, reference).exit_code == 0
+    copy = as_pickle_checkpoint(run, tmp_path)
+    model = copy / "fold-1" / "last" if target == "folder" else copy / "fold-1" / "last" / "model.pt"
+    out = tmp_path / "windows.csv"
+    result = predict(model, toy_recording, out, "--allow-pickle-checkpoint")
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text().splitlines()) == 1 + 6
+    assert out.read_text() == reference.read_text()
+
+
+def test_predict_with_the_flag_never_runs_a_payload(trained, tmp_path, toy_recording):
+    marker = tmp_path / "pwned"
+    copy = as_pickle_checkpoint(trained[0], tmp_path, {"w": Payload(f"touch {marker}")})
+    result = predict(copy / "fold-1" / "last" / "model.pt", toy_recording, tmp_path / "w.csv",
+                     "--allow-pickle-checkpoint")
+    lines = error_lines(result.output)
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert "refused or unreadable by torch.load(weights_only=True)" in lines[0]
     assert not marker.exists()

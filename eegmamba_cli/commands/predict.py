@@ -27,6 +27,10 @@ def main(
                                                      "(default: the lowest validation loss).")] = None,
     device: Annotated[Device, typer.Option(help="auto: CUDA when available.")] = Device.auto,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 32,
+    allow_pickle_checkpoint: Annotated[bool, typer.Option(
+        "--allow-pickle-checkpoint/--no-allow-pickle-checkpoint",
+        help="Also read a .pt/.pth state dict beside a checkpoint.json, with torch.load(weights_only=True). "
+             "Off by default: unpickling an untrusted file can run code.")] = False,
 ) -> None:
     """Predict every window of a recording: one row per window, a summary, and optionally a plot."""
     from ..predict import load_head, predict_recording
@@ -38,7 +42,7 @@ def main(
     if plot is not None and plot.suffix.lower() != ".png":
         raise UserError(f"{plot}: --plot must end in .png")
     run_device = resolve_device(device.value)
-    head = load_head(model, dataset, run_device, fold)
+    head = load_head(model, dataset, run_device, fold, allow_pickle=allow_pickle_checkpoint)
     console.print(f"model: {head.checkpoint} (head {head.name}, {head.task}, "
                   f"{head.window_s:g}-s windows)", highlight=False)
     prediction = predict_recording(recording, head, channel_map=channel_map, batch_size=max(1, batch_size),

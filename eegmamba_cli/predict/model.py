@@ -22,7 +22,7 @@ from ..console import UserError, console
 from ..data.base import CorpusInfo, default_passband
 from ..data.pipeline import PreprocessParams
 from ..data.registry import canonical_name, get_corpus
-from ..training.checkpoint import META_FILE, load_checkpoint, read_meta
+from ..training.checkpoint import META_FILE, PICKLE_SUFFIXES, load_checkpoint, read_meta
 from ..training.evaluation import pick_checkpoint
 
 TARGET_SFREQ = 200.0
@@ -65,10 +65,14 @@ class Head:
         return 2.0 * high if high else 0.0
 
 
+def _is_pickle(path: Path) -> bool:
+    return path.suffix.lower() in PICKLE_SUFFIXES
+
+
 def resolve_checkpoint(path: Path, fold: int | None = None) -> Path:
     path = Path(path)
-    if (path / META_FILE).is_file() or path.name == META_FILE:
-        return path
+    if (path / META_FILE).is_file() or path.name == META_FILE or (_is_pickle(path) and path.is_file()):
+        return path  # a pickle file is refused later, by load_checkpoint, unless the caller allows it
     if not path.is_dir():
         raise UserError(f"{path}: no such model folder (expected a run folder, fold-K/ or a checkpoint folder)")
     if _is_fold_dir(path):
@@ -135,11 +139,14 @@ def choose_dataset(meta: dict, wanted: str | None, where: Path) -> int:
     return names.index(key)
 
 
-def load_head(model_path: Path, dataset: str | None, device, fold: int | None = None) -> Head:
+def load_head(model_path: Path, dataset: str | None, device, fold: int | None = None,
+              allow_pickle: bool = False) -> Head:
+    """The head `dataset` of a model. `allow_pickle` (--allow-pickle-checkpoint) also accepts a .pt state
+    dict beside a checkpoint.json, read with torch.load(weights_only=True); see training/checkpoint.py."""
     checkpoint = resolve_checkpoint(model_path, fold)
-    _, meta = read_meta(checkpoint)
+    _, meta = read_meta(checkpoint.parent if _is_pickle(checkpoint) else checkpoint)
     index = choose_dataset(meta, dataset, checkpoint)
-    model, meta = load_checkpoint(checkpoint, device)
+    model, meta = load_checkpoint(checkpoint, device, allow_pickle=allow_pickle)
     model.eval()
     record = meta["datasets"][index]
     corpus = _registry_corpus(record["name"])
