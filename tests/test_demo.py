@@ -98,3 +98,25 @@ def test_demo_subjects_follow_the_fold_table():
         corpus = get_corpus(name)
         subjects = demo_corpus.subjects(name, demo_corpus.FULL)
         assert [corpus.fold_of(s) for s in subjects] == [1, 2, 3, 4, 5], name
+
+
+def test_demo_model_predicts_the_real_sleepedf_excerpt(demo, realdata, tmp_path):
+    """The issue's check: a model trained on the synthetic sleep data, run on a real recording. Its stages
+    mean nothing; the run, the 30-s window times and the output files must be right."""
+    out, _ = demo
+    psg = realdata / "sleep-edf" / "excerpt" / "SC4001E0-PSG.edf"
+    csv, as_json, png = tmp_path / "excerpt.csv", tmp_path / "excerpt.json", tmp_path / "excerpt.png"
+    base = ["predict", str(psg), "--model", str(out / "run"), "--dataset", "sleepedf", "--device", "cpu"]
+    result = runner.invoke(app, [*base, "--out", str(csv), "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(csv)
+    assert list(table["start_s"]) == list(range(0, 300, 30))  # the excerpt: 300 s, ten 30-s windows
+    assert list(table["end_s"]) == list(range(30, 301, 30))
+    assert list(table.columns) == ["start_s", "end_s", "prediction", "p_W", "p_N1", "p_N2", "p_N3", "p_REM"]
+    assert np.allclose(table.filter(like="p_").sum(axis=1), 1, atol=1e-5)
+    assert png.read_bytes()[:8] == PNG
+    assert runner.invoke(app, [*base, "--out", str(as_json)]).exit_code == 0
+    data = json.loads(as_json.read_text())
+    assert data["channels"] == [{"expected": "Fpz-Cz", "from": "EEG Fpz-Cz", "how": "name"}]
+    assert [w["prediction"] for w in data["windows"]] == list(table["prediction"])
+    assert sum(s["windows"] for s in data["summary"]["stages"].values()) == 10
