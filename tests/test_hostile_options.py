@@ -38,6 +38,8 @@ CASES = {  # name: (arguments with {b} for the base folder, text expected in the
                                 "--weight-decay -1.0: expected a finite number >= 0"),
     "train --z-weight nan": ("train --data {b}/cache --out {b}/t7 --d-model 16 --layers 1 --z-weight nan",
                              "--z-weight nan"),
+    "train --grad-clip 0": ("train --data {b}/cache --out {b}/t8 --d-model 16 --layers 1 --grad-clip 0",
+                            "--grad-clip 0.0: expected a finite number > 0"),
     "train --out is a file": ("train --data {b}/cache --out {b}/afile --d-model 16 --layers 1",
                               "afile: cannot create the lock file"),
     "evaluate --batch-size 0": ("evaluate {b}/run --device cpu --batch-size 0", "--batch-size 0: expected at least 1"),

@@ -154,3 +154,33 @@ def test_cli_ablations_reach_the_checkpoint(data, tmp_path):
     refused = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "st"), "--tasks", "toya",
                                   "--preset", "single-task", "--ablation", "vanilla-moe", *TINY])
     assert refused.exit_code == 1 and "vanilla-moe changes the MoE" in refused.output
+
+
+def test_grad_clip_bounds_the_gradient_norm_the_optimizer_sees():
+    from eegmamba_cli.training.trainer import train_step
+    from models import DatasetSpec, EEGMamba
+    from helpers_cache import tiny_config
+
+    seen = []
+
+    class Recorder(torch.optim.SGD):
+        def step(self, closure=None):
+            seen.append(float(torch.linalg.vector_norm(torch.stack(
+                [p.grad.norm() for g in self.param_groups for p in g["params"] if p.grad is not None]))))
+            return super().step(closure)
+
+    torch.manual_seed(0)
+    model = EEGMamba(tiny_config(), [DatasetSpec("toy", 2, 2)])
+    optimizer = Recorder(model.parameters(), lr=0.0)  # lr 0: both steps see the same weights
+    x, y = torch.randn(4, 2, 64) * 50, torch.tensor([0, 1, 0, 1])
+    torch.manual_seed(1)
+    train_step(model, optimizer, x, y, 0)
+    torch.manual_seed(1)
+    train_step(model, optimizer, x, y, 0, clip=1e-3)
+    assert seen[0] > 1e-2 and seen[1] == pytest.approx(1e-3, rel=1e-4)
+
+
+def test_grad_clip_enters_the_resume_key_only_when_set(tmp_path):
+    plain = TrainConfig(out=tmp_path).resume_key()
+    assert "grad_clip" not in plain  # runs from before the option resume unchanged
+    assert TrainConfig(out=tmp_path, grad_clip=1.0).resume_key() == {**plain, "grad_clip": 1.0}

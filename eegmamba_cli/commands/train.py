@@ -59,6 +59,8 @@ def main(
         help="Random subset of at most N windows per dataset and split (quick runs).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Share of the training subjects held out for "
                                                      "validation (at least one).")] = 0.1,
+    grad_clip: Annotated[Optional[float], typer.Option(
+        help="Clip the global gradient norm to this value (default: off, as in the paper).")] = None,
 ) -> None:
     """Train EEGMamba on preprocessed caches, fold by fold; also runs under `torchrun` (DDP)."""
     from ..training.data import default_cache_root
@@ -69,7 +71,7 @@ def main(
                       layers=layers, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                       balance_weight=balance_weight, z_weight=z_weight, seed=seed, device=device.value,
                       resume=resume, select=select.value, max_windows_per_dataset=max_windows_per_dataset,
-                      val_fraction=val_fraction)
+                      val_fraction=val_fraction, grad_clip=grad_clip)
     folds = train(cfg)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 talks
         console.print(f"trained fold(s) {', '.join(map(str, folds))} into {out}; "

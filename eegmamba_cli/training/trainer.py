@@ -77,6 +77,7 @@ class TrainConfig:
     select: str = "best-val"  # or "final" (spec §16 #22)
     max_windows_per_dataset: int | None = None
     val_fraction: float = 0.1
+    grad_clip: float | None = None  # spec §12: off; a number clips the global gradient norm to it
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -88,6 +89,8 @@ class TrainConfig:
         d = self.to_json()
         for k in ("out", "data", "fold", "epochs", "device", "resume", "select", "tasks"):
             d.pop(k)
+        if d["grad_clip"] is None:  # runs from before the option existed resume as they are
+            d.pop("grad_clip")
         return d
 
 
@@ -129,17 +132,19 @@ def make_optimizer(model: EEGMamba, lr: float, weight_decay: float) -> torch.opt
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               dataset: int, *, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+               dataset: int, *, scale: float = 1.0, clip: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One AdamW step on one batch of one dataset; returns (total loss, CE) of the batch, detached.
 
     `scale` multiplies the loss before backward: 1 in a single process, `sampler.rank_share`'s scale
-    under DDP.
+    under DDP. `clip`: the global gradient norm is clipped to it before the step (off when None).
     """
     optimizer.zero_grad(set_to_none=True)
     with autocast_for(x.device):
         logits, aux = model(x, dataset)  # logits (B, K_dataset)
     total, parts = unwrap(model).loss(logits.float(), y, aux)
     (total * scale).backward()
+    if clip is not None:  # after backward, so under DDP the all-reduced gradients are clipped alike
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer.step()
     ce = parts.get("ce", total) if isinstance(parts, dict) else total
     return total.detach(), torch.as_tensor(ce, device=total.device).detach().float()
@@ -235,6 +240,8 @@ def train(cfg: TrainConfig) -> list[int]:
     for flag, value in (("--d-model", cfg.d_model), ("--layers", cfg.layers)):
         if value is not None and value < 1:
             raise UserError(f"{flag} {value}: expected at least 1")
+    if cfg.grad_clip is not None and not 0 < cfg.grad_clip < math.inf:
+        raise UserError(f"--grad-clip {cfg.grad_clip}: expected a finite number > 0")
     if not 0 <= cfg.val_fraction < 1:
         raise UserError(f"--val-fraction {cfg.val_fraction}: expected a fraction in [0, 1)")
     caches = resolve_datasets(cfg.tasks, Path(cfg.data))
@@ -435,7 +442,7 @@ class FoldTrainer:
         start = time.perf_counter()
         for d, n_mine, scale, x, y in prefetch(self._load, self._my_batches(epoch)):
             xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-            total, ce = train_step(model, self.optimizer, xt, yt, d, scale=scale)
+            total, ce = train_step(model, self.optimizer, xt, yt, d, scale=scale, clip=self.cfg.grad_clip)
             stats[d, 0] += total.double() * n_mine
             stats[d, 1] += ce.double() * n_mine
             stats[d, 2] += n_mine
