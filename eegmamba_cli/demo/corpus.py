@@ -38,11 +38,11 @@ class DemoSize:
 
     subjects_per_fold: int = 1
     seizure_minutes: float = 3.0  # Siena and CHB-MIT: one recording each, two seizures
-    sleep_epochs: int = 60  # Sleep-EDF and SHHS: one night of this many 30-s epochs
-    deap_trials: int = 24  # 63-s trials, one 60-s window each
-    seed_sessions: int = 2  # 15 trials of 20 s, one window each
-    shu_trials: int = 40  # 4-s trials
-    bci_trials: int = 24  # per session (T and E), a multiple of 4
+    sleep_epochs: int = 48  # Sleep-EDF and SHHS: one night of this many 30-s epochs
+    deap_trials: int = 16  # 63-s trials, one 60-s window each
+    seed_sessions: int = 3  # 15 trials of 20 s, one window each
+    shu_trials: int = 60  # 4-s trials
+    bci_trials: int = 36  # per session (T and E), a multiple of 4
 
     @property
     def n_subjects(self) -> int:
@@ -110,8 +110,9 @@ def _scalp(rng, electrodes: list[str], seconds: float, sfreq: float, seizures) -
     n = int(seconds * sfreq)
     weights = np.array([POSTERIOR.get(e.upper(), 0.0) for e in electrodes])
     x = sig.scalp_background(rng, len(electrodes), n, sfreq, weights)
+    field = sig.discharge_field(rng, electrodes)
     for a, b in seizures:
-        sig.add_seizure(rng, x, int(a * sfreq), int(b * sfreq), sfreq)
+        sig.add_seizure(rng, x, int(a * sfreq), int(b * sfreq), sfreq, field)
     return x
 
 

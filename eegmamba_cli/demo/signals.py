@@ -153,16 +153,30 @@ def spike_wave(rng: np.random.Generator, n: int, sfreq: float) -> np.ndarray:
     return spike + wave
 
 
-def add_seizure(rng: np.random.Generator, x: np.ndarray, start: int, stop: int, sfreq: float) -> None:
-    """Add a generalised discharge to referential EEG `x` (electrodes, samples) over [start, stop)."""
+# Generalised spike-and-wave discharges are frontally dominant. µV of the discharge by scalp region (the
+# letters of the 10-20 name); one map for every patient, so that bipolar derivations, which subtract
+# neighbours, see the same field in every patient and a model can learn it from a few of them.
+DISCHARGE_UV = {"FP": 240, "AF": 220, "F": 190, "FT": 160, "FC": 170, "T": 130, "C": 150, "CP": 120,
+                "TP": 110, "P": 90, "PO": 70, "O": 55}
+
+
+def discharge_field(rng: np.random.Generator, electrodes: list[str]) -> np.ndarray:
+    """µV of a discharge at each electrode: DISCHARGE_UV by region, within ±15 % per patient."""
+    regions = ["".join(ch for ch in e.upper() if ch.isalpha()).rstrip("Z") or "C" for e in electrodes]
+    gains = np.array([DISCHARGE_UV.get(r, DISCHARGE_UV.get(r[:1], 100)) for r in regions], dtype=float)
+    return gains * rng.uniform(0.85, 1.15, len(electrodes))
+
+
+def add_seizure(rng: np.random.Generator, x: np.ndarray, start: int, stop: int, sfreq: float,
+                field: np.ndarray) -> None:
+    """Add a generalised discharge of `field` µV per electrode to referential EEG `x` (electrodes,
+    samples) over [start, stop)."""
     n = stop - start
     train = spike_wave(rng, n, sfreq)
     envelope = np.minimum(1.0, np.minimum(np.arange(n), n - np.arange(n)) / (2.0 * sfreq))  # 2-s ramps
-    # Gains and lags differ per electrode, as a discharge's field does, so bipolar pairs keep the rhythm.
-    gains = rng.uniform(40, 220, x.shape[0])
-    lags = rng.integers(0, int(0.05 * sfreq) + 1, x.shape[0])
+    lags = rng.integers(0, int(0.03 * sfreq) + 1, x.shape[0])  # the field spreads within ~30 ms
     for e in range(x.shape[0]):
-        x[e, start:stop] += gains[e] * envelope * np.roll(train, lags[e])
+        x[e, start:stop] += field[e] * envelope * np.roll(train, lags[e])
 
 
 # --- motor imagery -----------------------------------------------------------------------------------
@@ -195,10 +209,10 @@ def motor_imagery(rng: np.random.Generator, channels: tuple[str, ...], n: int, s
         pattern = MI_PATTERNS[movement]
         for i, ch in enumerate(channels):
             if ch in pattern.get("erd", ()):
-                modulation[i] -= rng.uniform(0.7, 0.9) * ramp
+                modulation[i] -= rng.uniform(0.75, 0.95) * ramp
             elif ch in pattern.get("ers", ()):
-                modulation[i] += rng.uniform(0.4, 0.8) * ramp
-    x += (22 * mu + 8 * beta) * gain[:, None] * modulation
+                modulation[i] += rng.uniform(0.5, 0.9) * ramp
+    x += (34 * mu + 12 * beta) * gain[:, None] * modulation
     return x
 
 
@@ -211,13 +225,13 @@ EMOTION_BANDS = dict(theta=(4, 7), alpha=(8, 12), beta=(16, 28), gamma=(31, 45))
 def emotion_eeg(rng: np.random.Generator, channels: tuple[str, ...], n: int, sfreq: float,
                 gains: dict[str, dict[str, float]]) -> np.ndarray:
     """(channels, n) µV: background plus band-limited rhythms whose µV per channel `gains` gives as
-    {channel: {band: µV}} (channels not listed get a mild default)."""
+    {channel: {band: µV}}; channels not listed get `gains["*"]`, else 4 µV in every band."""
     c = len(channels)
     x = 12 * pink(rng, (c, n)) + 3 * rng.standard_normal((c, n))
     for name, (low, high) in EMOTION_BANDS.items():
         if high >= sfreq / 2:
             continue
-        amp = np.array([gains.get(ch.upper(), {}).get(name, 4.0) for ch in channels])
+        amp = np.array([gains.get(ch.upper(), gains.get("*", {})).get(name, 4.0) for ch in channels])
         x += amp[:, None] * rng.uniform(0.8, 1.2, (c, 1)) * band(rng, (c, n), sfreq, low, high)
     return x
 
@@ -239,7 +253,9 @@ SEED_GROUPS = {
 
 
 def seed_gains(emotion: int) -> dict[str, dict[str, float]]:
-    """0 negative: frontal theta; 1 neutral: posterior alpha; 2 positive: temporal beta and gamma."""
-    group, rhythm = [("frontal", dict(theta=22, alpha=4)), ("posterior", dict(alpha=26)),
-                     ("temporal", dict(beta=14, gamma=12))][emotion]
-    return {ch: rhythm for ch in SEED_GROUPS[group]}
+    """0 negative: frontal theta; 1 neutral: posterior alpha; 2 positive: temporal beta and gamma. The
+    rhythm is strongest over its region and present, weaker, everywhere else ("*")."""
+    group, rhythm, elsewhere = [("frontal", dict(theta=22, alpha=4), dict(theta=12)),
+                                ("posterior", dict(alpha=26), dict(alpha=12)),
+                                ("temporal", dict(beta=14, gamma=12), dict(beta=9, gamma=7))][emotion]
+    return {"*": elsewhere} | {ch: rhythm for ch in SEED_GROUPS[group]}
