@@ -120,3 +120,20 @@ def test_demo_model_predicts_the_real_sleepedf_excerpt(demo, realdata, tmp_path)
     assert data["channels"] == [{"expected": "Fpz-Cz", "from": "EEG Fpz-Cz", "how": "name"}]
     assert [w["prediction"] for w in data["windows"]] == list(table["prediction"])
     assert sum(s["windows"] for s in data["summary"]["stages"].values()) == 10
+
+
+@pytest.mark.parametrize("idle, threads", [(None, 1), (0.2, 1), (1.4, 1), (1.6, 2), (3.0, 3), (15.0, 4)])
+def test_auto_threads_uses_the_idle_cores(monkeypatch, idle, threads):
+    from eegmamba_cli.demo import run as demo_run
+
+    monkeypatch.setattr(demo_run, "idle_cores", lambda: idle)
+    assert demo_run.auto_threads() == threads
+
+
+def test_idle_cores_is_a_share_of_the_cores():
+    import os
+
+    from eegmamba_cli.demo.run import idle_cores
+
+    idle = idle_cores(interval=0.05)
+    assert idle is not None and -0.01 <= idle <= (os.cpu_count() or 1) + 0.01

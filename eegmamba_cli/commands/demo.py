@@ -14,13 +14,13 @@ def main(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the demo writes "
                                       "(raw/, cache/, run/, predictions/); cleared if an earlier demo made it.")]
     = Path("eegmamba-demo"),
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: 15, the demo model's).")]
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: 16, the demo model's).")]
     = None,
     minutes: Annotated[float, typer.Option(help="Cap on training time: no epoch starts after it "
-                                                "(at least one runs).")] = 8.0,
+                                                "(at least one runs).")] = 6.0,
     seed: Annotated[int, typer.Option(help="Seed for the synthetic corpus and for training.")] = 0,
-    threads: Annotated[int, typer.Option(help="PyTorch CPU threads; 1 stays fast on a busy machine, "
-                                              "2 or more help on an idle one.")] = 1,
+    threads: Annotated[Optional[int], typer.Option(help="PyTorch CPU threads (default: the cores idle now, "
+                                                        "at most 4; 1 on a busy machine).")] = None,
     tiny: Annotated[bool, typer.Option("--tiny/--no-tiny", hidden=True,
                                        help="Tests: a much smaller corpus and model, one epoch.")] = False,
 ) -> None:
@@ -29,7 +29,7 @@ def main(
 
     if minutes <= 0:
         raise UserError(f"--minutes {minutes:g}: expected a positive number of minutes")
-    if (epochs is not None and epochs < 1) or threads < 1:
+    if (epochs is not None and epochs < 1) or (threads is not None and threads < 1):
         raise UserError("--epochs and --threads must be at least 1")
     report = run_demo(out, minutes, seed, tiny, epochs=epochs, threads=threads)
     console.print(results_table(report.results))
