@@ -126,7 +126,7 @@ def test_demo_model_predicts_the_real_sleepedf_excerpt(demo, realdata, tmp_path)
 def test_auto_threads_uses_the_idle_cores(monkeypatch, idle, threads):
     from eegmamba_cli.demo import run as demo_run
 
-    monkeypatch.setattr(demo_run, "idle_cores", lambda: idle)
+    monkeypatch.setattr(demo_run, "idle_cores", lambda **_: idle)
     assert demo_run.auto_threads() == threads
 
 
@@ -137,3 +137,61 @@ def test_idle_cores_is_a_share_of_the_cores():
 
     idle = idle_cores(interval=0.05)
     assert idle is not None and -0.01 <= idle <= (os.cpu_count() or 1) + 0.01
+
+
+# --- the synthetic classes carry the structure the docs describe (on the tiny demo's caches) ----------
+def _cache(demo, name):
+    from eegmamba_cli.data.cache import WindowCache
+
+    cache = WindowCache(demo[0] / "cache" / name)
+    return cache, cache.windows(np.arange(len(cache.labels))).astype(np.float64), cache.labels
+
+
+def _band_power(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Power in [low, high] Hz of (windows, channels, samples) at 200 Hz -> (windows, channels)."""
+    power = np.abs(np.fft.rfft(x, axis=-1)) ** 2
+    f = np.fft.rfftfreq(x.shape[-1], 1 / 200)
+    return power[..., (f >= low) & (f <= high)].sum(-1)
+
+
+@pytest.mark.parametrize("name", ["siena", "chbmit"])
+def test_seizure_windows_are_spiky(demo, name):
+    _, x, y = _cache(demo, name)
+    kurtosis = np.median((x ** 4).mean(-1) / (x ** 2).mean(-1) ** 2, axis=1)  # per window, over channels
+    assert kurtosis[y == 1].mean() > kurtosis[y == 0].mean() + 1.0
+
+
+@pytest.mark.parametrize("name", ["sleepedf", "shhs"])
+def test_sleep_stages_differ_in_their_rhythms(demo, name):
+    _, x, y = _cache(demo, name)
+    total = _band_power(x, 0.5, 30)[:, 0]
+    delta, alpha = _band_power(x, 0.5, 2)[:, 0] / total, _band_power(x, 8, 12)[:, 0] / total
+    wake, n3 = y == 0, y == 3
+    assert delta[n3].mean() > 2 * delta[wake].mean()
+    assert alpha[wake].mean() > 2 * alpha[n3].mean()
+
+
+@pytest.mark.parametrize("name", ["shu", "bciiv2a"])
+def test_imagined_hands_desynchronise_the_opposite_motor_cortex(demo, name):
+    cache, x, y = _cache(demo, name)
+    mu = _band_power(x, 8, 13)
+    c3, c4 = cache.channels.index("C3"), cache.channels.index("C4")
+    right_over_left = np.log(mu[:, c4] / mu[:, c3])  # low when the right hemisphere desynchronises
+    assert right_over_left[y == 0].mean() < right_over_left[y == 1].mean() - 0.5  # left hand vs right hand
+
+
+def test_deap_valence_shows_frontal_alpha_asymmetry(demo):
+    cache, x, y = _cache(demo, "deap")
+    alpha = _band_power(x, 8, 12)
+    left_over_right = np.log(alpha[:, cache.channels.index("F3")] / alpha[:, cache.channels.index("Fp2")])
+    assert left_over_right[y == 1].mean() < left_over_right[y == 0].mean() - 0.5  # high valence: less left alpha
+
+
+def test_seed_emotions_differ_by_region_and_rhythm(demo):
+    cache, x, y = _cache(demo, "seed")
+    total = _band_power(x, 1, 45)
+    fz, oz = cache.channels.index("FZ"), cache.channels.index("OZ")
+    theta_front = (_band_power(x, 4, 7) / total)[:, fz]
+    alpha_back = (_band_power(x, 8, 12) / total)[:, oz]
+    assert theta_front[y == 0].mean() > theta_front[y != 0].mean() + 0.1  # negative: frontal theta
+    assert alpha_back[y == 1].mean() > alpha_back[y != 1].mean() + 0.1  # neutral: posterior alpha

@@ -60,6 +60,7 @@ class DemoReport:
     seconds: dict[str, float] = field(default_factory=dict)
     windows: dict[str, int] = field(default_factory=dict)
     epochs: int = 0
+    threads: list[int] = field(default_factory=list)  # PyTorch threads of each epoch
     parameters: int = 0
     results: pd.DataFrame | None = None
     predictions: list[dict] = field(default_factory=list)
@@ -68,7 +69,7 @@ class DemoReport:
 def auto_threads() -> int:
     """The cores idle right now, at most 4 (and at least 1). On busy cores PyTorch's intra-op threads spin
     while they wait for each other, so a loaded machine trains faster with one thread (demo.md)."""
-    idle = idle_cores()
+    idle = idle_cores(interval=0.25)
     return max(1, min(4, int(idle + 0.5))) if idle is not None else 1
 
 
@@ -116,9 +117,7 @@ def run_demo(out: Path, minutes: float, seed: int, tiny: bool = False, epochs: i
         model = replace(model, epochs=epochs)
     report = DemoReport(out)
     prepare_folder(out)
-    threads = threads or auto_threads()
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
     try:
         with _timed(report, "generate"):
             console.print(f"[bold]1/5[/] writing a synthetic corpus in the native formats of 8 corpora "
@@ -128,7 +127,7 @@ def run_demo(out: Path, minutes: float, seed: int, tiny: bool = False, epochs: i
             console.print("[bold]2/5[/] preprocessing with the real readers and the shared pipeline")
             report.windows = preprocess_all(out, written)
         with _timed(report, "train"):
-            train_for(out, model, minutes * 60, seed, report)
+            train_for(out, model, minutes * 60, seed, report, threads)
         with _timed(report, "evaluate"):
             console.print(f"[bold]4/5[/] evaluating fold {FOLD} (subjects held out from training)")
             report.results = evaluate(out)
@@ -137,7 +136,7 @@ def run_demo(out: Path, minutes: float, seed: int, tiny: bool = False, epochs: i
             report.predictions = predict_examples(out, written)
     finally:
         torch.set_num_threads(before)
-    write_summary(report, model, minutes, seed, tiny, threads)
+    write_summary(report, model, minutes, seed, tiny)
     return report
 
 
@@ -166,23 +165,28 @@ def preprocess_all(out: Path, written: dict[str, list[str]]) -> dict[str, int]:
     return windows
 
 
-def train_for(out: Path, model: DemoModel, budget_s: float, seed: int, report: DemoReport) -> None:
+def train_for(out: Path, model: DemoModel, budget_s: float, seed: int, report: DemoReport,
+              threads: int | None = None) -> None:
     """Train `model.epochs` epochs of fold 1, one trainer call per epoch (each resumes the last); no
-    epoch starts once `budget_s` has passed (at least one runs)."""
+    epoch starts once `budget_s` has passed (at least one runs). `threads` None: before each epoch, as
+    many PyTorch threads as cores are idle then (another job may have started or ended meanwhile)."""
     import torch
 
     from ..training.trainer import TrainConfig, train
 
     console.print(f"[bold]3/5[/] training a [bold]demo-sized[/] EEGMamba (d_model {model.d_model}, "
                   f"BiMamba blocks {model.layers}{', MoE on' if model.moe else ', no MoE'}; the paper's: 128, "
-                  f"8 + 8 MoE) on fold {FOLD}, {model.epochs} epochs on CPU "
-                  f"({torch.get_num_threads()} thread(s))", highlight=False)
+                  f"8 + 8 MoE) on fold {FOLD}, {model.epochs} epochs on CPU ("
+                  + (f"{threads} thread(s)" if threads else "threads: the cores idle before each epoch") + ")",
+                  highlight=False)
     start = time.perf_counter()
     for epoch in range(1, model.epochs + 1):
         if epoch > 1 and time.perf_counter() - start > budget_s:
             console.print(f"[yellow]note:[/] stopped after {epoch - 1} of {model.epochs} epochs: the "
                           f"{budget_s / 60:g}-minute budget (--minutes) is spent", highlight=False)
             break
+        report.threads.append(threads or auto_threads())
+        torch.set_num_threads(report.threads[-1])
         cfg = TrainConfig(out=out / "run", data=out / "cache", fold=str(FOLD), d_model=model.d_model,
                           layers=model.layers, ablations=() if model.moe else ("no-moe",), epochs=epoch,
                           balance_weight=model.balance_weight, z_weight=model.z_weight,
@@ -192,7 +196,7 @@ def train_for(out: Path, model: DemoModel, budget_s: float, seed: int, report: D
             train(cfg)
         if epoch == 1:
             _print_splits(out)
-        _print_epoch(out, model.epochs)
+        _print_epoch(out, model.epochs, report.threads[-1])
         report.epochs = epoch
     meta = json.loads((out / "run" / f"fold-{FOLD}" / "last" / "checkpoint.json").read_text())
     report.parameters = _parameters(meta)
@@ -206,12 +210,13 @@ def _print_splits(out: Path) -> None:
     console.print(f"fold {FOLD} train/val/test windows: {sizes}", highlight=False)
 
 
-def _print_epoch(out: Path, epochs: int) -> None:
+def _print_epoch(out: Path, epochs: int, threads: int) -> None:
     rows = (out / "run" / f"fold-{FOLD}" / "metrics.jsonl").read_text().splitlines()
     row = json.loads(rows[-1])
     best = " (best)" if row["best_epoch"] == row["epoch"] else ""
     console.print(f"fold {FOLD} epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}, val loss "
-                  f"{row['val_loss']:.4f}{best}, {row['windows_per_s']:,.0f} windows/s, {row['time_s']:.1f} s",
+                  f"{row['val_loss']:.4f}{best}, {row['windows_per_s']:,.0f} windows/s, {row['time_s']:.1f} s, "
+                  f"{threads} thread(s)",
                   highlight=False)
 
 
@@ -298,10 +303,10 @@ def timing_table(report: DemoReport) -> Table:
     return table
 
 
-def write_summary(report: DemoReport, model: DemoModel, minutes: float, seed: int, tiny: bool,
-                  threads: int) -> None:
+def write_summary(report: DemoReport, model: DemoModel, minutes: float, seed: int, tiny: bool) -> None:
     atomic_write_json(report.out / "demo-summary.json", dict(
-        seed=seed, tiny=tiny, minutes=minutes, threads=threads, model=asdict(model), parameters=report.parameters,
+        seed=seed, tiny=tiny, minutes=minutes, threads=report.threads, model=asdict(model),
+        parameters=report.parameters,
         epochs=report.epochs, fold=FOLD, windows=report.windows, seconds=report.seconds,
         total_seconds=sum(report.seconds.values()),
         results=report.results.to_dict(orient="records") if report.results is not None else [],

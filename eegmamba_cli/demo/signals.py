@@ -153,30 +153,33 @@ def spike_wave(rng: np.random.Generator, n: int, sfreq: float) -> np.ndarray:
     return spike + wave
 
 
-# Generalised spike-and-wave discharges are frontally dominant. µV of the discharge by scalp region (the
-# letters of the 10-20 name); one map for every patient, so that bipolar derivations, which subtract
-# neighbours, see the same field in every patient and a model can learn it from a few of them.
-DISCHARGE_UV = {"FP": 240, "AF": 220, "F": 190, "FT": 160, "FC": 170, "T": 130, "C": 150, "CP": 120,
-                "TP": 110, "P": 90, "PO": 70, "O": 55}
+# Generalised spike-and-wave discharges are frontally dominant and reach the back of the head a few tens
+# of ms later. Per scalp region (the letters of the 10-20 name): (µV, delay in ms). One map for every
+# patient, so that bipolar derivations, which subtract neighbours, see the same field in every patient;
+# the delays keep the sharp spikes in a bipolar pair even where the two amplitudes are alike.
+DISCHARGE = {"FP": (300, 0), "AF": (260, 5), "F": (210, 10), "FC": (170, 15), "FT": (180, 15), "C": (130, 20),
+             "T": (160, 25), "CP": (100, 28), "TP": (120, 30), "P": (80, 35), "PO": (60, 42), "O": (45, 50)}
 
 
-def discharge_field(rng: np.random.Generator, electrodes: list[str]) -> np.ndarray:
-    """µV of a discharge at each electrode: DISCHARGE_UV by region, within ±15 % per patient."""
+def discharge_field(rng: np.random.Generator, electrodes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(µV, delay s) of a discharge at each electrode: DISCHARGE by region, within ±5 % and ±3 ms per
+    patient."""
     regions = ["".join(ch for ch in e.upper() if ch.isalpha()).rstrip("Z") or "C" for e in electrodes]
-    gains = np.array([DISCHARGE_UV.get(r, DISCHARGE_UV.get(r[:1], 100)) for r in regions], dtype=float)
-    return gains * rng.uniform(0.85, 1.15, len(electrodes))
+    uv, ms = np.array([DISCHARGE.get(r, DISCHARGE.get(r[:1], (120, 20))) for r in regions], dtype=float).T
+    n = len(electrodes)
+    return uv * rng.uniform(0.95, 1.05, n), (ms + rng.uniform(-3, 3, n)).clip(0) / 1000
 
 
 def add_seizure(rng: np.random.Generator, x: np.ndarray, start: int, stop: int, sfreq: float,
-                field: np.ndarray) -> None:
-    """Add a generalised discharge of `field` µV per electrode to referential EEG `x` (electrodes,
-    samples) over [start, stop)."""
+                field: tuple[np.ndarray, np.ndarray]) -> None:
+    """Add a generalised discharge with `field` = (µV, delay s) per electrode to referential EEG `x`
+    (electrodes, samples) over [start, stop)."""
     n = stop - start
     train = spike_wave(rng, n, sfreq)
     envelope = np.minimum(1.0, np.minimum(np.arange(n), n - np.arange(n)) / (2.0 * sfreq))  # 2-s ramps
-    lags = rng.integers(0, int(0.03 * sfreq) + 1, x.shape[0])  # the field spreads within ~30 ms
+    gains, delays = field
     for e in range(x.shape[0]):
-        x[e, start:stop] += field[e] * envelope * np.roll(train, lags[e])
+        x[e, start:stop] += gains[e] * envelope * np.roll(train, int(round(delays[e] * sfreq)))
 
 
 # --- motor imagery -----------------------------------------------------------------------------------
