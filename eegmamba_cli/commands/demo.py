@@ -19,8 +19,8 @@ def main(
     minutes: Annotated[float, typer.Option(help="Cap on training time: no epoch starts after it "
                                                 "(at least one runs).")] = 6.0,
     seed: Annotated[int, typer.Option(help="Seed for the synthetic corpus and for training.")] = 0,
-    threads: Annotated[Optional[int], typer.Option(help="PyTorch CPU threads (default: the cores idle before each epoch, "
-                                                        "at most 4; 1 on a busy machine).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="PyTorch CPU threads (default: the cores idle "
+                                                        "before each epoch, at most 4).")] = None,
     tiny: Annotated[bool, typer.Option("--tiny/--no-tiny", hidden=True,
                                        help="Tests: a much smaller corpus and model, one epoch.")] = False,
 ) -> None:
