@@ -123,11 +123,10 @@ def test_demo_model_predicts_the_real_sleepedf_excerpt(demo, realdata, tmp_path)
 
 
 @pytest.mark.parametrize("idle, threads", [(None, 1), (0.2, 1), (1.4, 1), (1.6, 2), (3.0, 3), (15.0, 4)])
-def test_auto_threads_uses_the_idle_cores(monkeypatch, idle, threads):
-    from eegmamba_cli.demo import run as demo_run
+def test_threads_follow_the_idle_cores(idle, threads):
+    from eegmamba_cli.demo.run import threads_for
 
-    monkeypatch.setattr(demo_run, "idle_cores", lambda **_: idle)
-    assert demo_run.auto_threads() == threads
+    assert threads_for(idle) == threads
 
 
 def test_idle_cores_is_a_share_of_the_cores():
@@ -137,6 +136,35 @@ def test_idle_cores_is_a_share_of_the_cores():
 
     idle = idle_cores(interval=0.05)
     assert idle is not None and -0.01 <= idle <= (os.cpu_count() or 1) + 0.01
+
+
+def test_own_cpu_time_does_not_count_as_busy():
+    """Busy in this process only: the cores other processes left idle stay (nearly) all of them, even
+    though the machine was busy. Another process keeping one core busy lowers it by about one."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from eegmamba_cli.demo.run import cpu_snapshot, idle_cores_since
+
+    cores = os.cpu_count() or 1
+    before = cpu_snapshot()
+    end = time.perf_counter() + 0.5
+    while time.perf_counter() < end:  # spin on one core ourselves
+        pass
+    alone = idle_cores_since(before)
+    spinner = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time() + 2\nwhile time.time() < t: pass"])
+    try:
+        time.sleep(0.3)  # let it start
+        before = cpu_snapshot()
+        time.sleep(1.0)
+        shared = idle_cores_since(before)
+    finally:
+        spinner.kill()
+    assert alone is not None and shared is not None
+    assert alone > shared + 0.5  # the other process's core counts as busy, ours did not
+    assert shared <= cores - 0.5
 
 
 # --- the synthetic classes carry the structure the docs describe (on the tiny demo's caches) ----------

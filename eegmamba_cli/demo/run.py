@@ -66,30 +66,58 @@ class DemoReport:
     predictions: list[dict] = field(default_factory=list)
 
 
-def auto_threads() -> int:
-    """The cores idle right now, at most 4 (and at least 1). On busy cores PyTorch's intra-op threads spin
-    while they wait for each other, so a loaded machine trains faster with one thread (demo.md)."""
-    idle = idle_cores(interval=0.25)
+def threads_for(idle: float | None) -> int:
+    """PyTorch threads for `idle` cores: at most 4, at least 1 (1 when unknown). On busy cores PyTorch's
+    intra-op threads spin while they wait for each other, so a loaded machine trains faster with one
+    thread (demo.md)."""
     return max(1, min(4, int(idle + 0.5))) if idle is not None else 1
 
 
-def idle_cores(interval: float = 0.5) -> float | None:
-    """Idle cores over the next `interval` seconds, from /proc/stat (Linux); else from the 1-minute load
-    average (which lags: it still counts work that has just ended); None when neither is available."""
-    def snapshot() -> tuple[int, int]:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return fields[3] + fields[4], sum(fields[:8])  # (idle + iowait, all but guest time)
+def auto_threads() -> int:
+    """Threads for the cores idle right now."""
+    return threads_for(idle_cores(interval=0.25))
 
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    idle_ticks: int  # whole machine, from /proc/stat: idle + iowait
+    total_ticks: int
+    own_cpu_s: float  # this process, all its threads
+    wall_s: float
+
+
+def cpu_snapshot() -> CpuSnapshot | None:
+    """The machine's and this process's CPU counters now (Linux); None where /proc/stat is missing."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return CpuSnapshot(fields[3] + fields[4], sum(fields[:8]), time.process_time(), time.perf_counter())
+
+
+def idle_cores_since(before: CpuSnapshot | None) -> float | None:
+    """Cores that other processes left idle since `before`: all cores less their busy share, where this
+    process's own CPU time is not counted as busy. Measured over a whole epoch it also sees a twin job
+    that pauses when this one does (two demos started together), which a short sample between epochs
+    misses."""
+    after = cpu_snapshot()
+    if before is None or after is None or after.total_ticks <= before.total_ticks:
+        return None
     cores = os.cpu_count() or 1
-    try:
-        idle0, total0 = snapshot()
+    busy = cores * (1 - (after.idle_ticks - before.idle_ticks) / (after.total_ticks - before.total_ticks))
+    own = (after.own_cpu_s - before.own_cpu_s) / max(after.wall_s - before.wall_s, 1e-9)
+    return cores - max(busy - own, 0.0)
+
+
+def idle_cores(interval: float = 0.5) -> float | None:
+    """Idle cores over the next `interval` seconds; off Linux, from the 1-minute load average (which lags:
+    it still counts work that has just ended); None when neither is available."""
+    before = cpu_snapshot()
+    if before is not None:
         time.sleep(interval)
-        idle1, total1 = snapshot()
-        return cores * (idle1 - idle0) / max(total1 - total0, 1)
-    except (OSError, ValueError, IndexError):
-        pass
+        return idle_cores_since(before)
     try:
-        return cores - os.getloadavg()[0]
+        return (os.cpu_count() or 1) - os.getloadavg()[0]
     except OSError:
         return None
 
@@ -169,7 +197,7 @@ def train_for(out: Path, model: DemoModel, budget_s: float, seed: int, report: D
               threads: int | None = None) -> None:
     """Train `model.epochs` epochs of fold 1, one trainer call per epoch (each resumes the last); no
     epoch starts once `budget_s` has passed (at least one runs). `threads` None: before each epoch, as
-    many PyTorch threads as cores are idle then (another job may have started or ended meanwhile)."""
+    many PyTorch threads as other jobs left cores idle (they may have started or ended meanwhile)."""
     import torch
 
     from ..training.trainer import TrainConfig, train
@@ -179,14 +207,17 @@ def train_for(out: Path, model: DemoModel, budget_s: float, seed: int, report: D
                   f"8 + 8 MoE) on fold {FOLD}, {model.epochs} epochs on CPU ("
                   + (f"{threads} thread(s)" if threads else "threads: the cores idle before each epoch") + ")",
                   highlight=False)
-    start = time.perf_counter()
+    start, snapshot = time.perf_counter(), None
     for epoch in range(1, model.epochs + 1):
         if epoch > 1 and time.perf_counter() - start > budget_s:
             console.print(f"[yellow]note:[/] stopped after {epoch - 1} of {model.epochs} epochs: the "
                           f"{budget_s / 60:g}-minute budget (--minutes) is spent", highlight=False)
             break
-        report.threads.append(threads or auto_threads())
+        # Before the first epoch, a short sample; then what others left idle during the last epoch.
+        idle_threads = auto_threads() if epoch == 1 else threads_for(idle_cores_since(snapshot))
+        report.threads.append(threads or idle_threads)
         torch.set_num_threads(report.threads[-1])
+        snapshot = cpu_snapshot()
         cfg = TrainConfig(out=out / "run", data=out / "cache", fold=str(FOLD), d_model=model.d_model,
                           layers=model.layers, ablations=() if model.moe else ("no-moe",), epochs=epoch,
                           balance_weight=model.balance_weight, z_weight=model.z_weight,
