@@ -65,14 +65,11 @@ class Head:
         return 2.0 * high if high else 0.0
 
 
-def _is_pickle(path: Path) -> bool:
-    return path.suffix.lower() in PICKLE_SUFFIXES
-
-
 def resolve_checkpoint(path: Path, fold: int | None = None) -> Path:
     path = Path(path)
-    if (path / META_FILE).is_file() or path.name == META_FILE or (_is_pickle(path) and path.is_file()):
-        return path  # a pickle file is refused later, by load_checkpoint, unless the caller allows it
+    pickle_file = path.suffix.lower() in PICKLE_SUFFIXES and path.is_file()  # load_checkpoint refuses it
+    if (path / META_FILE).is_file() or path.name == META_FILE or pickle_file:  # unless the caller allows it
+        return path
     if not path.is_dir():
         raise UserError(f"{path}: no such model folder (expected a run folder, fold-K/ or a checkpoint folder)")
     if _is_fold_dir(path):
@@ -144,9 +141,8 @@ def load_head(model_path: Path, dataset: str | None, device, fold: int | None = 
     """The head `dataset` of a model. `allow_pickle` (--allow-pickle-checkpoint) also accepts a .pt state
     dict beside a checkpoint.json, read with torch.load(weights_only=True); see training/checkpoint.py."""
     checkpoint = resolve_checkpoint(model_path, fold)
-    _, meta = read_meta(checkpoint.parent if _is_pickle(checkpoint) else checkpoint)
-    index = choose_dataset(meta, dataset, checkpoint)
     model, meta = load_checkpoint(checkpoint, device, allow_pickle=allow_pickle)
+    index = choose_dataset(meta, dataset, checkpoint)
     model.eval()
     record = meta["datasets"][index]
     corpus = _registry_corpus(record["name"])
