@@ -213,11 +213,12 @@ def train_for(out: Path, model: DemoModel, budget_s: float, seed: int, report: D
             console.print(f"[yellow]note:[/] stopped after {epoch - 1} of {model.epochs} epochs: the "
                           f"{budget_s / 60:g}-minute budget (--minutes) is spent", highlight=False)
             break
-        # Before the first epoch, a short sample; then what others left idle during the last epoch.
-        idle_threads = auto_threads() if epoch == 1 else threads_for(idle_cores_since(snapshot))
-        report.threads.append(threads or idle_threads)
-        torch.set_num_threads(report.threads[-1])
-        snapshot = cpu_snapshot()
+        n_threads = threads
+        if n_threads is None:  # before the first epoch a short sample; then what others left idle in the last
+            n_threads = auto_threads() if epoch == 1 else threads_for(idle_cores_since(snapshot))
+            snapshot = cpu_snapshot()
+        report.threads.append(n_threads)
+        torch.set_num_threads(n_threads)
         cfg = TrainConfig(out=out / "run", data=out / "cache", fold=str(FOLD), d_model=model.d_model,
                           layers=model.layers, ablations=() if model.moe else ("no-moe",), epochs=epoch,
                           balance_weight=model.balance_weight, z_weight=model.z_weight,
@@ -227,7 +228,7 @@ def train_for(out: Path, model: DemoModel, budget_s: float, seed: int, report: D
             train(cfg)
         if epoch == 1:
             _print_splits(out)
-        _print_epoch(out, model.epochs, report.threads[-1])
+        _print_epoch(out, model.epochs, n_threads)
         report.epochs = epoch
     meta = json.loads((out / "run" / f"fold-{FOLD}" / "last" / "checkpoint.json").read_text())
     report.parameters = _parameters(meta)
