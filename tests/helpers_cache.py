@@ -40,6 +40,14 @@ def make_cache(root: Path, name: str, *, n_subjects: int = 6, windows_per_subjec
     return writer.finalize()
 
 
+def make_toy_pair(root: Path) -> Path:
+    """The trainer tests' two datasets under `root`: toya (2 channels, 2 classes, 6 subjects of 8 windows)
+    and toyb (3 channels, 3 classes, 9 subjects of 6 windows of 96 samples)."""
+    make_cache(root, "toya", n_subjects=6, windows_per_subject=8)
+    make_cache(root, "toyb", n_subjects=9, windows_per_subject=6, n_classes=3, n_channels=3, samples=96, seed=1)
+    return root
+
+
 def tiny_config(**overrides):
     """The multitask architecture at toy size: fast on CPU."""
     cfg = replace(preset("multitask"), d_model=16, n_layers=1)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from eegmamba_cli.app import app
 from eegmamba_cli.training.trainer import TrainConfig, train
-from helpers_cache import make_cache
+from helpers_cache import make_toy_pair
 from helpers_reliability import sha256
 
 runner = CliRunner()
@@ -34,10 +34,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("determinism")
-    make_cache(root, "toya", n_subjects=6, windows_per_subject=8)
-    make_cache(root, "toyb", n_subjects=9, windows_per_subject=6, n_classes=3, n_channels=3, samples=96, seed=1)
-    return root
+    return make_toy_pair(tmp_path_factory.mktemp("determinism"))
 
 
 def run_once(data: Path, out: Path) -> Path:

@@ -50,9 +50,14 @@ def _tmpfs_works() -> bool:
 TMPFS = _tmpfs_works()
 
 
-def run_limited(mechanism: str, args: list[str], folder: Path, scratch: Path) -> tuple[int, str, Path]:
+def run_limited(mechanism: str, args: list[str], folder: Path, scratch: Path, monkeypatch,
+                enospc_file: str) -> tuple[int, str, Path]:
     """Run the CLI `args` (which write into `folder`) out of room; returns (exit code, output, the folder
-    as the command left it)."""
+    as the command left it). `enospc` runs in this process, with writes to `.{enospc_file}...` failing."""
+    if mechanism == "enospc":
+        failing_fdopen(monkeypatch, enospc_file)
+        result = runner.invoke(app, args)
+        return result.exit_code, result.output, folder
     if mechanism == "rlimit":
         proc = subprocess.run(["sh", "-c", f'ulimit -f {LIMIT_KIB} && exec "$@"', "sh", *cli(*args)],
                               capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300)
@@ -136,12 +141,7 @@ def test_preprocess_on_a_full_disk(grown_corpus, tmp_path, mechanism, monkeypatc
     before = tree_hashes(cache_dir, skip=(".lock",))
     args = ["preprocess", "chbmit", "--raw", str(raw), "--out", str(out), "--workers", "1", "--no-progress",
             "-o", "files=all"]
-    if mechanism == "enospc":
-        failing_fdopen(monkeypatch, "chb01_04.npy")
-        result = runner.invoke(app, args)
-        code, output, after_dir = result.exit_code, result.output, out
-    else:
-        code, output, after_dir = run_limited(mechanism, args, out, tmp_path / "scratch")
+    code, output, after_dir = run_limited(mechanism, args, out, tmp_path / "scratch", monkeypatch, "chb01_04.npy")
     cache_after = after_dir / "chbmit"
     ok = (code == 1 and "Traceback" not in output and len(error_lines(output)) == 1
           and "chb01_04.npy" in error_lines(output)[0] and EXPECTED[mechanism] in error_lines(output)[0]
@@ -184,12 +184,7 @@ def test_train_on_a_full_disk_keeps_the_last_checkpoint(train_data, tmp_path, me
     before = {name: sha256(last / name) for name in ("model.safetensors", "optimizer.safetensors")}
     args = ["train", "--data", str(data), "--out", str(out), "--tasks", "toya", "--fold", "1", "--epochs", "2",
             "--d-model", "16", "--layers", "1", "--device", "cpu", "--batch-size", "8", "--seed", "3"]
-    if mechanism == "enospc":
-        failing_fdopen(monkeypatch, "model.safetensors")
-        result = runner.invoke(app, args)
-        code, output, after = result.exit_code, result.output, out
-    else:
-        code, output, after = run_limited(mechanism, args, out, tmp_path / "scratch")
+    code, output, after = run_limited(mechanism, args, out, tmp_path / "scratch", monkeypatch, "model.safetensors")
     after_last = after / "fold-1" / "last"
     model, meta = load_checkpoint(after_last)  # the last good checkpoint still loads
     load_optimizer_state(after_last)

@@ -16,7 +16,7 @@ from eegmamba_cli.io import directory_lock
 from eegmamba_cli.training.distributed import DistInfo
 from eegmamba_cli.training.trainer import (FoldTrainer, RunContext, TrainConfig, model_config, predict_logits,
                                            train)
-from helpers_cache import make_cache
+from helpers_cache import make_toy_pair
 
 runner = CliRunner()
 TINY = ["--d-model", "16", "--layers", "1", "--device", "cpu", "--batch-size", "8"]
@@ -24,10 +24,7 @@ TINY = ["--d-model", "16", "--layers", "1", "--device", "cpu", "--batch-size", "
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("cache")
-    make_cache(root, "toya", n_subjects=6, windows_per_subject=8)
-    make_cache(root, "toyb", n_subjects=9, windows_per_subject=6, n_classes=3, n_channels=3, samples=96, seed=1)
-    return root
+    return make_toy_pair(tmp_path_factory.mktemp("cache"))
 
 
 def _cfg(data, out, **kw):
