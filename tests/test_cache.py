@@ -72,7 +72,7 @@ def test_written_files_honour_the_umask(tmp_path):
     import os
     import stat
 
-    from eegmamba_cli.io import atomic_write_text
+    from eegmamba_cli.fileio import atomic_write_text
 
     old = os.umask(0o022)
     try:

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from eegmamba_cli.app import app
 from eegmamba_cli.commands import datasets as datasets_cmd
-from eegmamba_cli.io import directory_lock
+from eegmamba_cli.fileio import directory_lock
 from tests.fixtures.chbmit import write_chbmit
 from tests.fixtures.custom import write_custom
 from tests.fixtures.edf import corrupt_header, truncate

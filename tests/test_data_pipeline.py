@@ -12,7 +12,7 @@ from eegmamba_cli.data.cache import WindowCache
 from eegmamba_cli.data.pipeline import (PreprocessParams, fingerprint, fitting_windows, preprocess_corpus,
                                         preprocess_piece)
 from eegmamba_cli.data.signal import design_sos, fixed_windows, overlap_labels, resample_factor
-from eegmamba_cli.io import directory_lock
+from eegmamba_cli.fileio import directory_lock
 from tests.fixtures.edf import peak_frequency, tone
 from tests.fixtures.siena import write_siena
 

@@ -12,7 +12,7 @@ from eegmamba_cli.app import app
 from eegmamba_cli.data.cache import WindowCache
 from eegmamba_cli.training.checkpoint import load_checkpoint
 from eegmamba_cli.training.data import resolve_datasets, split_fold
-from eegmamba_cli.io import directory_lock
+from eegmamba_cli.fileio import directory_lock
 from eegmamba_cli.training.distributed import DistInfo
 from eegmamba_cli.training.trainer import (FoldTrainer, RunContext, TrainConfig, model_config, predict_logits,
                                            train)

@@ -30,7 +30,7 @@ def write_workload(folder: Path, seconds: int) -> Path:
     """A CHB-MIT-shaped recording `chb01/chb01_01.edf` plus its summary; returns the EDF path."""
     from ..data.corpora.chbmit import CHANNELS
     from ..data.edf import write_edf
-    from ..io import atomic_write_text
+    from ..fileio import atomic_write_text
 
     case = folder / "chb01"
     case.mkdir(parents=True, exist_ok=True)

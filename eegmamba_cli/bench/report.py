@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 from rich.markup import escape
 from rich.table import Table
 
-from ..io import atomic_write_bytes, atomic_write_text
+from ..fileio import atomic_write_bytes, atomic_write_text
 
 
 def columns_of(rows: Sequence[dict], first: Sequence[str] = ()) -> list[str]:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..console import UserError
-from ..io import atomic_write_bytes, atomic_write_json
+from ..fileio import atomic_write_bytes, atomic_write_json
 
 MANIFEST_COLUMNS = ["dataset", "subject", "session", "recording", "window", "start_s", "label", "fold"]
 PART_COLUMNS = ["subject", "session", "start_s", "label", "fold"]  # what a loader provides per window

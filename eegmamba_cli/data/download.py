@@ -29,7 +29,7 @@ from typing import Callable
 
 from .. import __version__
 from ..console import UserError, console
-from ..io import atomic_write_bytes, atomic_write_json
+from ..fileio import atomic_write_bytes, atomic_write_json
 
 PHYSIONET = {"siena": "siena-scalp-eeg", "chbmit": "chbmit", "sleepedf": "sleep-edfx"}
 SUMS = "SHA256SUMS.txt"

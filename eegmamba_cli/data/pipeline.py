@@ -30,7 +30,7 @@ import pandas as pd
 
 from .. import __version__
 from ..console import UserError, console
-from ..io import atomic_write_json, directory_lock, remove_stale_temporaries
+from ..fileio import atomic_write_json, directory_lock, remove_stale_temporaries
 from .base import TARGET_SFREQ, Corpus, CorpusInfo, Piece, RecordingError, RecordingRef, default_passband
 from .cache import PART_COLUMNS, CacheWriter, WindowCache
 from .registry import get_corpus

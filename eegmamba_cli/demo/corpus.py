@@ -26,7 +26,7 @@ import scipy.io
 
 from ..data.corpora import bciiv2a, chbmit, deap, seed, shu, siena
 from ..data.edf import write_annotations_edf, write_edf
-from ..io import atomic_write_bytes, atomic_write_text
+from ..fileio import atomic_write_bytes, atomic_write_text
 from . import signals as sig
 from .formats import GdfEvent, GdfSignal, SummaryFile, chbmit_summary, nsrr_xml, py2_pickle, \
     siena_seizure_list, stage_event, write_gdf

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_write_bytes
+from ..fileio import atomic_write_bytes
 
 INT16 = 3  # GDF data type code for int16
 UV_CODE = 4275  # GDF 2.x physical-dimension code for microvolts (biosig units table)

@@ -26,7 +26,7 @@ from rich.table import Table
 
 from ..console import UserError, console
 from ..data.registry import CORPUS_NAMES
-from ..io import atomic_write_json, atomic_write_text
+from ..fileio import atomic_write_json, atomic_write_text
 from . import corpus as demo_corpus
 
 MARKER = ".eegmamba-demo"  # a folder the demo made (and may clear); any other non-empty folder is refused

@@ -16,7 +16,7 @@ import numpy as np
 from rich.table import Table
 
 from ..console import UserError
-from ..io import atomic_write_text, atomic_writer
+from ..fileio import atomic_write_text, atomic_writer
 from .run import Prediction, prob_columns
 
 SLEEP_ORDER = ("W", "REM", "N1", "N2", "N3")  # hypnogram rows, top to bottom

@@ -34,7 +34,7 @@ from safetensors.torch import save as st_save
 from models import DatasetSpec, EEGMamba, EEGMambaConfig
 
 from ..console import UserError
-from ..io import atomic_write_bytes, atomic_write_json, fsync_directory
+from ..fileio import atomic_write_bytes, atomic_write_json, fsync_directory
 
 FORMAT = 1
 MODEL_FILE, META_FILE = "model.safetensors", "checkpoint.json"

@@ -26,7 +26,7 @@ from sklearn.metrics import confusion_matrix
 
 from ..console import UserError, console
 from ..data.cache import WindowCache
-from ..io import atomic_write_bytes, atomic_write_json, atomic_writer
+from ..fileio import atomic_write_bytes, atomic_write_json, atomic_writer
 from .checkpoint import load_checkpoint, read_meta
 from .data import split_fold
 from .distributed import resolve_device

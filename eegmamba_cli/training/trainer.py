@@ -41,7 +41,7 @@ from .. import __version__
 from ..bench.report import write_csv
 from ..console import UserError, console
 from ..data.cache import WindowCache
-from ..io import atomic_write_json, atomic_write_text, directory_lock, remove_stale_temporaries
+from ..fileio import atomic_write_json, atomic_write_text, directory_lock, remove_stale_temporaries
 from . import checkpoint as ckpt
 from .data import (Split, available_folds, dataset_record, dataset_spec, default_cache_root,
                    resolve_datasets, split_fold)
