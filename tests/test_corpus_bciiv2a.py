@@ -5,10 +5,10 @@ import pytest
 import scipy.io
 
 from eegmamba_cli.data.base import RecordingError
-from eegmamba_cli.data.corpora.bciiv2a import CORPUS, GDF_LABELS
+from eegmamba_cli.data.corpora.bciiv2a import CORPUS, GDF_LABELS, BciIV2a
+from eegmamba_cli.data.options import parse_options
 from eegmamba_cli.data.gdf import read_header
 from eegmamba_cli.data.pipeline import preprocess_corpus
-from eegmamba_cli.data.registry import get_corpus
 from tests.fixtures.bciiv2a import (E_CLASSLABEL, LABELS, N_SAMPLES, T_CUES, digital_samples, events,
                                     physical, signals, write_bci_file, write_bci_tree)
 
@@ -22,7 +22,7 @@ def raw(request, tmp_path_factory):
 
 def _read(raw, recording, options=None):
     ref = next(r for r in CORPUS.find_recordings(raw) if r.id == recording)
-    return CORPUS.read(ref, options)
+    return CORPUS.bind(raw, parse_options(CORPUS, options)).read(ref)
 
 
 def _summary(rec):
@@ -60,13 +60,12 @@ def test_header_reader_matches_the_writer(tmp_path, version):
 # -- discovery ---------------------------------------------------------------------------------------------
 
 def test_info():
-    assert get_corpus("bciiv2a") is CORPUS
+    # the numbers every corpus declares are checked in test_corpus_contract.py; these are BCI IV 2a's own
     info = CORPUS.info
-    assert (info.name, info.task, info.access, info.native_sfreq, info.window_s) == \
-        ("bciiv2a", "mi", "open", 250.0, 3.0)
+    assert dict(info.native_labels)["EEG-0"] == "FC3" and len(info.native_labels) == 22
     assert info.channels == ("Fz", "FC3", "FC1", "FCz", "FC2", "FC4", "C5", "C3", "C1", "Cz", "C2", "C4",
                              "C6", "CP3", "CP1", "CPz", "CP2", "CP4", "P1", "Pz", "P2", "POz")
-    assert info.class_names == ("left hand", "right hand", "feet", "tongue") and info.window_samples == 600
+    assert info.class_names == ("left hand", "right hand", "feet", "tongue")
 
 
 def test_find_recordings(raw):
@@ -121,7 +120,7 @@ def test_classes_come_from_the_description_not_event_ids(raw):
 
 
 def test_rejected_trials_dropped_on_request(raw):
-    assert CORPUS.default_options() == {"drop_rejected": False, "true_labels_dir": None}
+    assert CORPUS.options == BciIV2a.Options(drop_rejected=False, true_labels_dir=None)
     assert _summary(_read(raw, "A01T", {"drop_rejected": "false"})) == _summary(_read(raw, "A01T"))
     rec = _read(raw, "A01T", {"drop_rejected": True})
     assert [p.windows for p in rec.pieces] == [[(6.0, 0)], [(3.6, 2), (10.6, 3)]]
@@ -168,11 +167,11 @@ def test_evaluation_session_without_true_labels(tmp_path):
     elsewhere = tmp_path / "labels"
     elsewhere.mkdir()
     scipy.io.savemat(elsewhere / "A01E.mat", {"classlabel": np.array([[2], [2], [1], [4]], dtype=np.uint8)})
-    rec = CORPUS.read(ref, {"true_labels_dir": str(elsewhere)})
+    rec = CORPUS.bind(tmp_path, BciIV2a.Options(true_labels_dir=str(elsewhere))).read(ref)
     assert [w[1] for p in rec.pieces for w in p.windows] == [1, 1, 0, 3]
     scipy.io.savemat(elsewhere / "A01E.mat", {"classlabel": np.array([[2], [2]], dtype=np.uint8)})
     with pytest.raises(RecordingError, match=r"^A01E\.gdf: 4 '783' cues but 2 true labels$"):
-        CORPUS.read(ref, {"true_labels_dir": str(elsewhere)})
+        CORPUS.bind(tmp_path, BciIV2a.Options(true_labels_dir=str(elsewhere))).read(ref)
 
 
 def test_true_labels_in_a_true_labels_folder_are_found(tmp_path):

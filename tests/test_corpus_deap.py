@@ -7,9 +7,9 @@ import pytest
 
 from eegmamba_cli.console import UserError
 from eegmamba_cli.data.base import RecordingError
-from eegmamba_cli.data.corpora.deap import CORPUS
+from eegmamba_cli.data.corpora.deap import CORPUS, Deap
+from eegmamba_cli.data.options import parse_options
 from eegmamba_cli.data.pipeline import preprocess_corpus
-from eegmamba_cli.data.registry import get_corpus
 from tests.fixtures.deap import N_SAMPLES, channel_constant, make_data, write_deap
 
 # valence, arousal, dominance, liking; trial 0 sits exactly on the 4.5 threshold (not above it)
@@ -30,12 +30,9 @@ def raw(tmp_path):
 
 
 def test_info():
-    assert get_corpus("deap") is CORPUS
+    # the numbers every corpus declares are checked in test_corpus_contract.py; these are DEAP's own
     info = CORPUS.info
-    assert (info.name, info.task, info.access, info.native_sfreq, info.window_s) == \
-        ("deap", "emotion", "agreement", 128.0, 60.0)
-    assert info.channels == ("Fp1", "Fp2", "F3", "C4")
-    assert info.class_names == ("low", "high") and info.window_samples == 12000
+    assert info.channels == ("Fp1", "Fp2", "F3", "C4") and info.class_names == ("low", "high")
     assert "data_preprocessed_python/s01.dat" in info.raw_hint
 
 
@@ -77,16 +74,20 @@ def test_python3_pickle_reads_the_same_way(raw):
     ({"threshold": 6.5}, [0, 0], [0]),
 ])
 def test_label_options(raw, options, s01, s07):
-    assert CORPUS.default_options() == {"dimension": "valence", "threshold": 4.5}
+    assert CORPUS.options == Deap.Options(dimension="valence", threshold=4.5)
+    bound = CORPUS.bind(raw, parse_options(CORPUS, options))
     refs = CORPUS.find_recordings(raw)
-    got = [[w[0][1] for w in (p.windows for p in CORPUS.read(ref, options).pieces)] for ref in refs]
+    got = [[w[0][1] for w in (p.windows for p in bound.read(ref).pieces)] for ref in refs]
     assert got == [s01, s07]
 
 
-@pytest.mark.parametrize("options", [{"dimension": "happiness"}, {"threshold": "high"}])
-def test_bad_options_are_user_errors(raw, options):
-    with pytest.raises(UserError, match="DEAP"):
-        CORPUS.read(CORPUS.find_recordings(raw)[0], options)
+@pytest.mark.parametrize("options, message", [
+    ({"dimension": "happiness"}, r"^deap: option dimension must be one of valence, arousal, dominance, liking, "
+                                 r"not 'happiness'$"),
+    ({"threshold": "high"}, r"^deap: option threshold='high' should be a number$")])
+def test_bad_options_are_user_errors(options, message):
+    with pytest.raises(UserError, match=message):
+        parse_options(CORPUS, options)
 
 
 class _Payload:

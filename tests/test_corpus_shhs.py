@@ -4,9 +4,9 @@ import pytest
 
 from eegmamba_cli.console import UserError
 from eegmamba_cli.data.base import RecordingError
-from eegmamba_cli.data.corpora.shhs import CORPUS, NO_LIST_NOTE, read_subject_list
+from eegmamba_cli.data.corpora.shhs import CORPUS, NO_LIST_NOTE, read_subject_list, Shhs
+from eegmamba_cli.data.options import parse_options
 from eegmamba_cli.data.pipeline import preprocess_corpus
-from eegmamba_cli.data.registry import get_corpus
 from tests.fixtures.shhs import (BILLION_LAUGHS, EXPECTED_A, EXPECTED_B, EXTERNAL_ENTITY, RATES, SUBJECT_A,
                                  eeg_signal, edf_path, write_shhs_edf, write_shhs_tree, xml_path)
 
@@ -17,11 +17,9 @@ def raw(tmp_path):
 
 
 def test_info():
-    assert get_corpus("shhs") is CORPUS
+    # the numbers every corpus declares are checked in test_corpus_contract.py; these are SHHS's own
     info = CORPUS.info
-    assert (info.name, info.task, info.access, info.native_sfreq, info.window_s) == \
-        ("shhs", "sleep", "agreement", 125.0, 30.0)
-    assert info.class_names == ("W", "N1", "N2", "N3", "REM") and info.window_samples == 6000
+    assert info.channels == ("C4-A1",) and dict(info.native_labels) == {"EEG": "C4-A1"}
     assert "polysomnography/edfs/shhs1/shhs1-NNNNNN.edf" in info.raw_hint
 
 
@@ -54,8 +52,8 @@ def test_stage_runs_expand_and_truncate_to_the_shorter_length(raw):
 
 def test_without_a_subject_list_every_subject_is_used_with_a_note(raw, capsys):
     assert CORPUS.notes() == [NO_LIST_NOTE] and "329" in NO_LIST_NOTE
-    assert CORPUS.default_options() == {"subjects_file": None}
-    configured = CORPUS.configure(raw, {"subjects_file": None})
+    assert CORPUS.options == Shhs.Options(subjects_file=None)
+    configured = CORPUS.bind(raw, Shhs.Options(subjects_file=None))
     assert "note: SHHS: no subjects_file given" in " ".join(capsys.readouterr().err.split())
     assert configured.notes() == [NO_LIST_NOTE] and len(configured.find_recordings(raw)) == 2
     assert (configured.fold_of("200010"), configured.fold_of("203000")) == (1, 3)
@@ -64,7 +62,7 @@ def test_without_a_subject_list_every_subject_is_used_with_a_note(raw, capsys):
 def test_subject_list_selects_subjects_and_folds(raw, tmp_path):
     listing = tmp_path / "selected.csv"
     listing.write_text("nsrrid,ahi\n# paper selection\n200010,1.2\nshhs1-204100,0.5\n")
-    corpus = CORPUS.configure(raw, {"subjects_file": str(listing)})
+    corpus = CORPUS.bind(raw, Shhs.Options(subjects_file=str(listing)))
     assert corpus.notes() == [] and corpus.selected == {"200010", "204100"}
     assert [r.id for r in corpus.find_recordings(raw)] == ["shhs1-200010"]
     # only listed subjects belong to a fold
@@ -74,7 +72,7 @@ def test_subject_list_selects_subjects_and_folds(raw, tmp_path):
 
 def test_relative_subject_list_is_also_looked_up_in_the_raw_folder(raw):
     (raw / "paper-329.txt").write_text("203000\n")
-    corpus = CORPUS.configure(raw, {"subjects_file": "paper-329.txt"})
+    corpus = CORPUS.bind(raw, parse_options(CORPUS, {"subjects_file": "paper-329.txt"}))
     assert [r.id for r in corpus.find_recordings(raw)] == ["shhs1-203000"]
 
 

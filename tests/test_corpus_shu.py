@@ -5,7 +5,6 @@ import pytest
 from eegmamba_cli.data.base import RecordingError
 from eegmamba_cli.data.corpora.shu import CORPUS, FILE_CHANNELS
 from eegmamba_cli.data.pipeline import preprocess_corpus
-from eegmamba_cli.data.registry import get_corpus
 from tests.fixtures.shu import N_SAMPLES, SUB1_LABELS, make_data, trial_value, write_shu, write_shu_tree
 
 
@@ -15,11 +14,9 @@ def raw(tmp_path_factory):
 
 
 def test_info():
-    assert get_corpus("shu") is CORPUS
+    # the numbers every corpus declares are checked in test_corpus_contract.py; these are Shu's own
     info = CORPUS.info
-    assert (info.name, info.task, info.access, info.native_sfreq, info.window_s) == ("shu", "mi", "open", 250.0, 4.0)
     assert info.licence == "CC BY 4.0" and info.class_names == ("left hand", "right hand")
-    assert len(info.channels) == 32 and info.window_samples == 800
     assert " ".join(FILE_CHANNELS) == ("Fp1 Fp2 Fz F3 F4 F7 F8 FC1 FC2 FC5 FC6 Cz C3 C4 T3 T4 A1 A2 CP1 CP2 "
                                        "CP5 CP6 Pz P3 P4 T5 T6 PO3 PO4 Oz O1 O2")
 

@@ -97,7 +97,7 @@ def test_discovery_odd_names_subset_and_options(tmp_path):
     raw = write_chbmit(tmp_path / "raw")
     ids = [r.id for r in CORPUS.find_recordings(raw)]
     assert ids == ["chb01_03", "chb01_04", "chb01_05", "chb02_16+", "chb17a_03"]  # RECORDS-WITH-SEIZURES
-    everything = ChbMit(files="all").find_recordings(raw)
+    everything = CORPUS.bind(raw, ChbMit.Options(files="all")).find_recordings(raw)
     assert [r.id for r in everything][:2] == ["chb01_01", "chb01_03"] and len(everything) == 6
     assert [r.session for r in everything][-2:] == ["16+", "a_03"]
     (raw / "RECORDS-WITH-SEIZURES").unlink()  # fallback: files whose summary lists a seizure
@@ -113,10 +113,10 @@ def test_folds_and_chb21_merge(tmp_path):
     raw = tmp_path / "raw"
     (raw / "chb21").mkdir(parents=True)
     (raw / "chb21" / "chb21_01.edf").write_bytes(b"")
-    merged = CORPUS.configure(raw, {"files": "all", "merge_chb21_into_chb01": True})
+    merged = CORPUS.bind(raw, ChbMit.Options(files="all", merge_chb21_into_chb01=True))
     assert [(r.id, r.subject) for r in merged.find_recordings(raw)] == [("chb21_01", "chb01")]
     assert merged.fold_of("chb01") == 1
-    assert [r.subject for r in CORPUS.configure(raw, {"files": "all"}).find_recordings(raw)] == ["chb21"]
+    assert [r.subject for r in CORPUS.bind(raw, ChbMit.Options(files="all")).find_recordings(raw)] == ["chb21"]
 
 
 def test_fixture_corpus_exact(tmp_path):
@@ -141,7 +141,7 @@ def test_all_files_option(tmp_path):
     raw = write_chbmit(tmp_path / "raw")
     report = preprocess_corpus("chbmit", raw, tmp_path / "cache", options={"files": "all"}, progress=False)
     assert len(report.cache) == 54 and "chb01_01" in set(report.cache.manifest["recording"])
-    with pytest.raises(UserError, match="files must be 'seizures' or 'all'"):
+    with pytest.raises(UserError, match=r"^chbmit: option files must be one of seizures, all, not 'some'$"):
         preprocess_corpus("chbmit", raw, tmp_path / "c2", options={"files": "some"}, progress=False)
 
 

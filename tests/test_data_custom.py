@@ -39,10 +39,10 @@ def test_channels_window_and_stride_options(tmp_path):
 
 def test_labels_required_and_missing_channels(tmp_path):
     raw = write_custom(tmp_path / "raw")
-    with pytest.raises(UserError, match=r"pass --labels name1,name2,... \(trial_type values found: left, "
-                                        r"rest, right\)"):
+    with pytest.raises(UserError, match=r"^custom: option labels names the classes, name1,name2,... \(trial_type "
+                                        r"values found: left, rest, right\)$"):
         preprocess_corpus("custom", raw, tmp_path / "cache", progress=False)
-    configured = CORPUS.configure(raw, {"labels": "left,right", "channels": "C3,Pz", "window": 4.0})
+    configured = CORPUS.bind(raw, CORPUS.Options(labels="left,right", channels="C3,Pz", window=4.0))
     ref = configured.find_recordings(raw)[0]
     with pytest.raises(RecordingError, match=r"^sub-01_task-mi_eeg\.edf: missing 1 of 2 channels \(Pz\)$"):
         configured.read(ref)

@@ -11,8 +11,13 @@ import pytest
 from typer.testing import CliRunner
 
 from eegmamba_cli.app import app
-from eegmamba_cli.data.download import (DownloadError, parse_checksums, safe_relpath, select_chbmit,
-                                        select_siena, select_sleepedf)
+from eegmamba_cli.data.corpora.chbmit import ChbMit
+from eegmamba_cli.data.corpora.chbmit import select_files as select_chbmit
+from eegmamba_cli.data.corpora.siena import Siena
+from eegmamba_cli.data.corpora.siena import select_files as select_siena
+from eegmamba_cli.data.corpora.sleepedf import SleepEdf
+from eegmamba_cli.data.corpora.sleepedf import select_files as select_sleepedf
+from eegmamba_cli.data.download import DownloadError, parse_checksums, safe_relpath
 from tests.fixtures.chbmit import summary_chb01, wfdb_seizures_bytes, write_edf_file
 
 runner = CliRunner()
@@ -185,16 +190,17 @@ def test_real_checksum_lists_and_selection(realdata, tmp_path):
     chb = parse_checksums((realdata / "chb-mit/SHA256SUMS.txt").read_text(), tmp_path)
     assert len(chb) == 856
     listed = (realdata / "chb-mit/RECORDS-WITH-SEIZURES").read_text()
-    chosen = select_chbmit(chb, None, lambda name: listed)
+    chosen = select_chbmit(chb, None, lambda name: listed, ChbMit.Options())
     edfs = [c for c in chosen if c.endswith(".edf")]
     assert len(edfs) == 141 - 12  # chb24's 12 seizure files are not used
     assert "chb02/chb02_16+.edf.seizures" in chosen and "chb01/chb01-summary.txt" in chosen
-    assert len(select_chbmit(chb, {"1"}, lambda name: listed)) == 4 + 1 + 7 + 7  # index files, summary, 7 pairs
+    # index files, summary, 7 pairs
+    assert len(select_chbmit(chb, {"1"}, lambda name: listed, ChbMit.Options())) == 4 + 1 + 7 + 7
 
     sle = parse_checksums((realdata / "sleep-edf/SHA256SUMS.txt").read_text(), tmp_path)
     assert len(sle) == 398
     v1 = (realdata / "sleep-edf/RECORDS-v1").read_text()
-    chosen = select_sleepedf(sle, None, lambda name: v1)
+    chosen = select_sleepedf(sle, None, lambda name: v1, SleepEdf.Options())
     pairs = [c for c in chosen if c.startswith("sleep-cassette/")]
     assert len(pairs) == 78 and "sleep-cassette/SC4001EC-Hypnogram.edf" in pairs
     assert "sleep-cassette/SC4132E0-PSG.edf" not in pairs
@@ -204,16 +210,16 @@ def test_real_checksum_lists_and_selection(realdata, tmp_path):
     assert all(sizes[p]["sha256"] == sle[p] for p in pairs)
     total = sum(int(sizes[p]["size_bytes"]) for p in pairs)
     assert 1.5e9 < total < 2.5e9
-    assert select_sleepedf(sle, {"13"}, lambda name: v1)[-2:] == ["sleep-cassette/SC4131E0-PSG.edf",
-                                                                  "sleep-cassette/SC4131EC-Hypnogram.edf"]
+    assert select_sleepedf(sle, {"13"}, lambda name: v1, SleepEdf.Options())[-2:] == [
+        "sleep-cassette/SC4131E0-PSG.edf", "sleep-cassette/SC4131EC-Hypnogram.edf"]
 
 
 def test_siena_selection_skips_pn10_unless_asked(tmp_path):
     names = ["RECORDS", "PN00/PN00-1.edf", "PN00/Seizures-list-PN00.txt", "PN10/PN10-1.edf", "PN16/PN16-2.edf"]
     sums = {n: "0" * 64 for n in names}
-    assert select_siena(sums, None, None) == ["RECORDS", "PN00/PN00-1.edf", "PN00/Seizures-list-PN00.txt",
-                                              "PN16/PN16-2.edf"]
-    assert select_siena(sums, {"PN10"}, None) == ["RECORDS", "PN10/PN10-1.edf"]
+    assert select_siena(sums, None, None, Siena.Options()) == [
+        "RECORDS", "PN00/PN00-1.edf", "PN00/Seizures-list-PN00.txt", "PN16/PN16-2.edf"]
+    assert select_siena(sums, {"PN10"}, None, Siena.Options()) == ["RECORDS", "PN10/PN10-1.edf"]
 
 
 def test_agreement_corpora_print_instructions(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from scipy import signal as sps
 
 from eegmamba_cli.console import UserError
-from eegmamba_cli.data.base import CorpusInfo, Piece, RecordingError, default_passband
+from eegmamba_cli.data.base import CorpusInfo, NoOptions, Piece, RecordingError, default_passband
 from eegmamba_cli.data.cache import WindowCache
 from eegmamba_cli.data.pipeline import (PreprocessParams, fingerprint, fitting_windows, preprocess_corpus,
                                         preprocess_piece)
@@ -161,18 +161,17 @@ class _DyingCorpus:
     """A corpus whose worker dies on one recording (as the OOM killer would); picklable for spawn."""
 
     info = INFO
+    Options = NoOptions
+    options = NoOptions()
 
-    def default_options(self):
-        return {}
-
-    def configure(self, raw, options):
+    def bind(self, raw, options=None):
         return self
 
     def find_recordings(self, raw, subjects=None):
         from eegmamba_cli.data.base import RecordingRef
         return [RecordingRef(id=i, subject="s1", session="1", paths=[raw / f"{i}.x"]) for i in ("a", "boom")]
 
-    def read(self, ref, options=None):
+    def read(self, ref):
         import os
         from eegmamba_cli.data.base import Recording
         if ref.id == "boom":

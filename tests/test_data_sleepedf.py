@@ -33,7 +33,7 @@ def test_real_excerpt_with_trimming_has_no_sleep_so_keeps_nothing(realdata, tmp_
     raw = copy_real_excerpt(realdata, tmp_path / "raw")
     ref = CORPUS.find_recordings(raw)[0]
     with pytest.raises(RecordingError, match=r"^SC4001E0-PSG\.edf: no sleep epoch, so wake trimming keeps "
-                                             r"nothing \(--option trim_wake=false keeps the wake epochs\)$"):
+                                             r"nothing \(option trim_wake=false keeps the wake epochs\)$"):
         CORPUS.read(ref)
     with pytest.raises(UserError, match="all 1 sleepedf recording"):
         preprocess_corpus("sleepedf", raw, tmp_path / "cache", progress=False)
@@ -75,7 +75,7 @@ def test_synthetic_pair_exact(tmp_path):
 
 def test_reads_fpz_cz_at_100_hz_and_high_pass_only(tmp_path):
     raw = write_sleepedf(tmp_path / "raw")
-    recording = CORPUS.read(CORPUS.find_recordings(raw)[0], {"trim_wake": False})
+    recording = CORPUS.bind(raw, CORPUS.Options(trim_wake=False)).read(CORPUS.find_recordings(raw)[0])
     piece = recording.pieces[0]
     assert piece.sfreq == 100 and piece.data.shape == (1, 36000)  # never upsampled
     assert CORPUS.passband(100) == (0.1, None)

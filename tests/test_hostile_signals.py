@@ -23,7 +23,8 @@ from typer.testing import CliRunner
 from eegmamba_cli.app import app
 from eegmamba_cli.console import UserError
 from eegmamba_cli.data.corpora.chbmit import CHANNELS
-from eegmamba_cli.data.pipeline import PreprocessParams, process_recording, resolve_options
+from eegmamba_cli.data.options import options_record, parse_options
+from eegmamba_cli.data.pipeline import PreprocessParams, process_recording
 from eegmamba_cli.data.registry import get_corpus
 from tests.fixtures.bciiv2a import T_CUES, write_bci_file
 from tests.fixtures.chbmit import summary_simple, write_edf_file
@@ -274,17 +275,17 @@ class Reader:
     def __init__(self, name: str, raw: Path, target: Path, options: dict | None = None):
         self.name, self.raw, self.target = name, raw, target
         self.good = target.read_bytes()
-        self.options = resolve_options(get_corpus(name), dict(options or {}))
+        self.options = parse_options(get_corpus(name), dict(options or {}))
 
     def check(self, data: bytes) -> None:
         self.target.write_bytes(data)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                corpus = get_corpus(self.name).configure(self.raw, self.options)
+                corpus = get_corpus(self.name).bind(self.raw, self.options)
                 for ref in corpus.find_recordings(self.raw):
                     if self.target in ref.paths:
-                        process_recording(corpus, ref, PreprocessParams(options=self.options))
+                        process_recording(corpus, ref, PreprocessParams(options=options_record(self.options)))
         except UserError as err:  # RecordingError included
             assert "\n" not in str(err)
         finally:
@@ -363,8 +364,8 @@ def test_damaged_gdf_headers_never_crash_the_reader(readers, changes, cut):
 def test_readers_fixture_files_are_valid(readers):
     """The property tests start from files every reader accepts (so damage is what they test)."""
     for name, reader in readers.items():
-        corpus = get_corpus(reader.name).configure(reader.raw, reader.options)
+        corpus = get_corpus(reader.name).bind(reader.raw, reader.options)
         refs = [r for r in corpus.find_recordings(reader.raw) if reader.target in r.paths]
         assert refs, name
-        result = process_recording(corpus, refs[0], PreprocessParams(options=reader.options))
+        result = process_recording(corpus, refs[0], PreprocessParams(options=options_record(reader.options)))
         assert len(result.windows) > 0, name

@@ -10,8 +10,13 @@ import typer
 from rich.table import Table
 
 from ..console import UserError, console, handle_errors
-from ..data.pipeline import PreprocessReport, preprocess_corpus
-from ..data.registry import canonical_name, data_root
+from ..data.base import OptionError
+from ..data.options import parse_options
+from ..data.pipeline import PreprocessReport, RawFolderMissing, StoppedStrict, preprocess_corpus
+from ..data.registry import canonical_name, data_root, get_corpus, registered
+
+# The custom corpus's options also have flags of their own.
+CUSTOM_FLAGS = {"window": "--window", "stride": "--stride", "channels": "--channels", "labels": "--labels"}
 
 
 class Normalize(str, Enum):
@@ -29,21 +34,28 @@ def split_list(values: list[str] | None) -> list[str]:
     return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
 
 
-def parse_option(text: str) -> tuple[str, object]:
-    """`key=value`; true/false, integers and decimals become bool/int/float."""
+def parse_option(text: str) -> tuple[str, str]:
+    """`key=value` -> (key, value as text); the corpus's Options decide the value's type."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise UserError(f"--option {text!r}: expected KEY=VALUE")
-    value = value.strip()
-    lowered = value.lower()
-    if lowered in ("true", "false"):
-        return key.strip(), lowered == "true"
-    for kind in (int, float):
-        try:
-            return key.strip(), kind(value)
-        except ValueError:
-            pass
-    return key.strip(), value
+    return key.strip(), value.strip()
+
+
+def corpus_options(key: str, texts: list[str], extra: dict | None = None):
+    """The corpus's typed Options from `--option KEY=VALUE` texts (and flag values), worded for the CLI."""
+    given = dict(parse_option(t) for t in texts)
+    given.update(extra or {})
+    try:
+        return parse_options(get_corpus(key), given)
+    except OptionError as err:
+        raise UserError(cli_wording(key, err)) from None
+
+
+def cli_wording(key: str, err: OptionError) -> str:
+    """The library names options; on the command line the custom corpus's have flags of their own."""
+    flag = CUSTOM_FLAGS.get(err.key) if key == "custom" else None
+    return str(err).replace(f"option {err.key}", flag) if flag else str(err)
 
 
 def default_workers() -> int:
@@ -52,7 +64,7 @@ def default_workers() -> int:
 
 @handle_errors
 def main(
-    name: Annotated[str, typer.Argument(help="siena, chbmit, sleepedf, shhs, deap, seed, shu, bciiv2a or custom.")],
+    name: Annotated[str, typer.Argument(help=f"One of {', '.join(registered())}.")],
     root: Annotated[Path | None, typer.Option(
         help="Data root (default: $EEGMAMBA_DATA, else ./eegmamba-data).")] = None,
     raw: Annotated[Path | None, typer.Option(help="Raw corpus folder (default: ROOT/raw/NAME).")] = None,
@@ -65,7 +77,8 @@ def main(
     bad_channels: Annotated[BadChannels, typer.Option(
         help="NaN or flat channel: skip the recording, or keep it (NaN -> 0).")] = BadChannels.skip,
     option: Annotated[list[str] | None, typer.Option(
-        "--option", "-o", help="Corpus option KEY=VALUE, e.g. files=all (chbmit), trim_wake=false (sleepedf).")] = None,
+        "--option", "-o", help="Corpus option KEY=VALUE, e.g. files=all (chbmit), trim_wake=false (sleepedf); "
+                               "`eegmamba datasets --options` lists them.")] = None,
     window: Annotated[float | None, typer.Option(help="custom: window length in seconds [default 4].")] = None,
     stride: Annotated[float | None, typer.Option(help="custom: window stride in seconds (default: the window).")] = None,
     channels: Annotated[str | None, typer.Option(help="custom: channels a,b,c (default: EEG channels of the first file).")] = None,
@@ -75,17 +88,26 @@ def main(
     """Filter (0.1-50 Hz), resample to 200 Hz, cut labelled windows and write the cache."""
     key = canonical_name(name)
     base = data_root(root)
-    options = dict(parse_option(o) for o in option or [])
     custom = {"window": window, "stride": stride, "channels": channels, "labels": labels}
     given = {k: v for k, v in custom.items() if v is not None}
     if given and key != "custom":
         raise UserError(f"--{'/--'.join(given)} apply to the custom corpus only; "
                         f"use --option KEY=VALUE for {key}")
-    options.update(given)
-    report = preprocess_corpus(
-        key, raw or base / "raw" / key, out or base / "cache", workers=workers,
-        subjects=set(split_list(subjects)) or None, strict=strict, overwrite=overwrite, options=options,
-        normalize=normalize.value, bad_channels=bad_channels.value, progress=progress)
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, not {workers}")
+    options = corpus_options(key, option or [], given)
+    try:
+        report = preprocess_corpus(
+            key, raw or base / "raw" / key, out or base / "cache", workers=workers,
+            subjects=set(split_list(subjects)) or None, strict=strict, overwrite=overwrite, options=options,
+            normalize=normalize.value, bad_channels=bad_channels.value, progress=progress)
+    except RawFolderMissing as err:
+        raise UserError(f"{err.raw}: raw folder not found; run `eegmamba download {err.info.name}` or pass --raw "
+                        f"(expected layout: {err.info.raw_hint or 'see docs/datasets.md'})") from None
+    except StoppedStrict as err:
+        raise UserError(f"{err} (stopped: --strict)") from None
+    except OptionError as err:  # raised while binding (the custom corpus's labels and channels)
+        raise UserError(cli_wording(key, err)) from None
     print_summary(report)
 
 

@@ -1,16 +1,16 @@
-"""Download the open PhysioNet corpora (Siena, CHB-MIT, Sleep-EDF) with checksum verification.
+"""Download the open PhysioNet corpora (those whose declaration has a `download` source) with checksums.
 
 PhysioNet layout: `<base>/SHA256SUMS.txt` ("<sha256> <relative path>" per line), `<base>/RECORDS...`
 and every file by its relative path. The steps:
 
 1. Fetch SHA256SUMS.txt into memory and refuse the whole list if any name is unsafe (`..`, absolute,
    backslash, control characters, or anything resolving outside the target folder); only then save it.
-2. Select the files the default preprocessing needs (a subject subset; CHB-MIT's seizure files;
-   Sleep-EDF's SleepEDF-20 pairs from RECORDS-v1).
+2. Select the files the default preprocessing needs with the corpus's own selector (a subject subset;
+   CHB-MIT's seizure files, or all of them with its option files=all; Sleep-EDF's SleepEDF-20 pairs).
 3. Skip files already present with the right sha256 (a size+mtime stamp file avoids re-hashing
    gigabytes on every run); download the rest into `<file>.part`, resuming with an HTTP Range request,
    verify the sha256, then rename. A wrong checksum or a transfer shorter than its Content-Length
-   leaves nothing behind. With offline=True nothing touches the network.
+   leaves nothing behind. With offline=True nothing touches the network (OfflineError instead).
 
 stdlib `urllib.request` only: no new dependency for a few GET requests.
 """
@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import Callable
 
 from .. import __version__
-from ..console import UserError, console
+from ..console import console
 from ..fileio import atomic_write_bytes, atomic_write_json
+from .base import CorpusError, DownloadError
+from .options import parse_options
+from .registry import downloadable, get_corpus
 
-PHYSIONET = {"siena": "siena-scalp-eeg", "chbmit": "chbmit", "sleepedf": "sleep-edfx"}
 SUMS = "SHA256SUMS.txt"
 STAMPS = ".eegmamba-verified.json"
 CHUNK = 1 << 20
@@ -39,12 +41,16 @@ TIMEOUT_S = 60
 _USER_AGENT = f"eegmamba/{__version__} (+https://physionet.org)"
 
 
-class DownloadError(UserError):
-    """A download could not be completed or verified; the message is one line naming the file."""
+class OfflineError(DownloadError):
+    """Offline mode needed the network; `what` says which file and why ("x is missing")."""
+
+    def __init__(self, what: str, verb: str = "downloading"):
+        super().__init__(f"{what}, and offline mode forbids {verb} it")
+        self.what, self.verb = what, verb
 
 
 def default_base_url(name: str) -> str:
-    return f"https://physionet.org/files/{PHYSIONET[name]}/1.0.0/"
+    return get_corpus(name).info.download.url
 
 
 # --- the checksum list --------------------------------------------------------------------------
@@ -80,73 +86,6 @@ def parse_checksums(text: str, target: Path) -> dict[str, str]:
     if not sums:
         raise DownloadError(f"{SUMS}: empty checksum list")
     return sums
-
-
-# --- selection ----------------------------------------------------------------------------------
-
-def _top_level(sums: dict[str, str], names: tuple[str, ...]) -> list[str]:
-    return [n for n in names if n in sums]
-
-
-def select_siena(sums: dict[str, str], subjects: set[str] | None, read_index: Callable) -> list[str]:
-    from .corpora.siena import EXCLUDED, canonical_subject
-
-    wanted = {canonical_subject(s) for s in subjects} if subjects else None
-    chosen = _top_level(sums, ("RECORDS", "subject_info.csv", "LICENSE.txt"))
-    for name in sorted(sums):
-        folder = name.split("/")[0].upper()
-        if "/" in name and re.fullmatch(r"PN\d\d", folder):
-            if (wanted and folder in wanted) or (not wanted and folder not in EXCLUDED):
-                chosen.append(name)
-    return chosen
-
-
-def select_chbmit(sums: dict[str, str], subjects: set[str] | None, read_index: Callable,
-                  all_files: bool = False) -> list[str]:
-    from .corpora.chbmit import SUBJECTS, canonical_subject
-
-    cases = {canonical_subject(s) for s in subjects} if subjects else {f"chb{n:02d}" for n in SUBJECTS}
-    chosen = _top_level(sums, ("RECORDS", "RECORDS-WITH-SEIZURES", "SUBJECT-INFO", "ANNOTATORS"))
-    if all_files:
-        return chosen + [n for n in sorted(sums) if n.split("/")[0] in cases and "/" in n]
-    listed = [line.strip() for line in read_index("RECORDS-WITH-SEIZURES").splitlines() if line.strip()]
-    for case in sorted(cases):
-        summary = f"{case}/{case}-summary.txt"
-        chosen += [summary] if summary in sums else []
-    for edf in listed:
-        if edf.split("/")[0] in cases:
-            if edf not in sums:
-                raise DownloadError(f"RECORDS-WITH-SEIZURES lists {edf}, which {SUMS} does not")
-            chosen += [edf] + ([edf + ".seizures"] if edf + ".seizures" in sums else [])
-    return chosen
-
-
-def select_sleepedf(sums: dict[str, str], subjects: set[str] | None, read_index: Callable) -> list[str]:
-    from .corpora.sleepedf import SUBJECTS, canonical_subject
-
-    wanted = {canonical_subject(s) for s in subjects} if subjects else {f"{n:02d}" for n in SUBJECTS}
-    chosen = _top_level(sums, ("RECORDS", "RECORDS-v1", "SC-subjects.xls"))
-    hypnograms: dict[str, list[str]] = {}
-    for name in sums:
-        m = re.fullmatch(r"sleep-cassette/(SC4\d\d\d)[A-Z][A-Z]-Hypnogram\.edf", name)
-        if m:
-            hypnograms.setdefault(m.group(1), []).append(name)
-    # RECORDS-v1 = the original release: its 39 cassette PSGs are SleepEDF-20 (DATASETS.md §3).
-    for line in read_index("RECORDS-v1").split():
-        m = re.fullmatch(r"(SC4(\d\d)\d)[A-Z]0-PSG\.edf", Path(line).name)
-        if not m or m.group(2) not in wanted:
-            continue
-        psg = f"sleep-cassette/{Path(line).name}"
-        if psg not in sums:
-            raise DownloadError(f"RECORDS-v1 lists {line}, which {SUMS} does not")
-        if m.group(1) not in hypnograms:
-            raise DownloadError(f"{SUMS} has no hypnogram for {psg}")
-        chosen += [psg] + sorted(hypnograms[m.group(1)])
-    return chosen
-
-
-SELECTORS = {"siena": select_siena, "chbmit": select_chbmit, "sleepedf": select_sleepedf}
-INDEX_FILES = {"chbmit": "RECORDS-WITH-SEIZURES", "sleepedf": "RECORDS-v1"}
 
 
 # --- verification and transfer -------------------------------------------------------------------
@@ -281,21 +220,28 @@ class DownloadReport:
 
 
 def download_corpus(name: str, target: str | Path, *, base_url: str | None = None,
-                    subjects: set[str] | None = None, offline: bool = False, all_files: bool = False,
+                    subjects: set[str] | None = None, offline: bool = False, options=None,
                     progress: bool = True) -> DownloadReport:
-    """Bring `<target>` up to date with the files corpus `name` needs; see the module docstring."""
+    """Bring `<target>` up to date with the files corpus `name` needs; see the module docstring.
+
+    `options` are the corpus's options (an `Options` instance or a {key: value} mapping): the selector
+    reads the ones that decide which files are needed (CHB-MIT's `files`).
+    """
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                TransferSpeedColumn)
 
-    if name not in PHYSIONET:
-        raise UserError(f"{name}: no automatic download (open PhysioNet corpora: {', '.join(PHYSIONET)})")
+    corpus = get_corpus(name)
+    source = corpus.info.download
+    if source is None:
+        raise CorpusError(f"{name}: no automatic download (open PhysioNet corpora: {', '.join(downloadable())})")
+    options = options if isinstance(options, corpus.Options) else parse_options(corpus, options)
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
-    base = (base_url or default_base_url(name)).rstrip("/") + "/"
+    base = (base_url or source.url).rstrip("/") + "/"
     sums_path = target / SUMS
     if offline:
         if not sums_path.is_file():
-            raise DownloadError(f"{sums_path}: not found, and --offline forbids fetching it")
+            raise OfflineError(f"{sums_path}: not found", "fetching")
         sums = parse_checksums(sums_path.read_text(encoding="utf-8", errors="replace"), target)
     else:
         data = fetch_bytes(base + SUMS, SUMS)
@@ -315,7 +261,7 @@ def download_corpus(name: str, target: str | Path, *, base_url: str | None = Non
             return False
         if offline:
             state = "fails its checksum" if dest.exists() else "is missing"
-            raise DownloadError(f"{rel} {state}, and --offline forbids downloading it")
+            raise OfflineError(f"{rel} {state}")
         task = bar.add_task(rel, total=None)
         fetch_file(base + rel, dest, sums[rel], rel, lambda n: bar.advance(task, n))
         bar.remove_task(task)
@@ -332,9 +278,7 @@ def download_corpus(name: str, target: str | Path, *, base_url: str | None = Non
 
     try:
         with bar:
-            selector = SELECTORS[name]
-            chosen = (selector(sums, subjects, read_index, all_files) if name == "chbmit"
-                      else selector(sums, subjects, read_index))
+            chosen = source.select(sums, subjects, read_index, options)
             chosen = list(dict.fromkeys(chosen))
             report.selected = len(chosen)
             for rel in chosen:
@@ -350,11 +294,9 @@ def download_corpus(name: str, target: str | Path, *, base_url: str | None = Non
 
 def manual_instructions(name: str, root: Path) -> list[str]:
     """Where to apply and where to put the files, for corpora without an automatic download."""
-    from .registry import get_corpus
-
     try:
         info = get_corpus(name).info
-    except (ImportError, AttributeError):
+    except CorpusError:
         return [f"{name}: the reader is not installed in this version; see docs/datasets.md"]
     access = "apply for access (signed agreement)" if info.access == "agreement" else "download manually"
     return [f"{info.title}: {access} at {info.url}",

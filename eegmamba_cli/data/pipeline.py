@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import multiprocessing
 import os
 import shutil
@@ -31,8 +30,9 @@ import pandas as pd
 from .. import __version__
 from ..console import UserError, console
 from ..fileio import atomic_write_json, directory_lock, remove_stale_temporaries
-from .base import TARGET_SFREQ, Corpus, CorpusInfo, Piece, RecordingError, RecordingRef, default_passband
+from .base import TARGET_SFREQ, Corpus, CorpusError, CorpusInfo, Piece, RecordingError, RecordingRef, default_passband
 from .cache import PART_COLUMNS, CacheWriter, WindowCache
+from .options import options_record, parse_options
 from .registry import get_corpus
 from .signal import (design_sos, filter_resample_channel, resample_factor, resampled_length, sample_starts,
                      zscore_rows)
@@ -52,13 +52,13 @@ class PreprocessParams:
     normalize: str = "zscore"  # per-window, per-channel z-score; "none" keeps filtered µV
     eps: float = 1e-6
     bad_channels: str = "skip"  # NaN/inf or flat channel: "skip" the recording, or "keep" (NaN -> 0)
-    options: dict = field(default_factory=dict)  # corpus options, defaults filled in
+    options: dict = field(default_factory=dict)  # the corpus's Options as a dict (defaults filled in)
 
     def __post_init__(self):
         if self.normalize not in NORMALIZATIONS:
-            raise UserError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, not {self.normalize!r}")
+            raise CorpusError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, not {self.normalize!r}")
         if self.bad_channels not in BAD_CHANNEL_POLICIES:
-            raise UserError(f"bad-channel policy must be one of {', '.join(BAD_CHANNEL_POLICIES)}, "
+            raise CorpusError(f"bad-channel policy must be one of {', '.join(BAD_CHANNEL_POLICIES)}, "
                             f"not {self.bad_channels!r}")
 
     def to_dict(self) -> dict:
@@ -134,10 +134,10 @@ class RecordingResult:
 
 
 def process_recording(corpus: Corpus, ref: RecordingRef, params: PreprocessParams) -> RecordingResult:
-    """Read one recording and turn every piece into windows plus manifest rows."""
+    """Read one recording with the (bound) corpus and turn every piece into windows plus manifest rows."""
     info = corpus.info
     source = ref.paths[0].name if ref.paths else ref.id
-    recording = corpus.read(ref, params.options)
+    recording = corpus.read(ref)
     parts, starts, labels = [], [], []
     for piece in recording.pieces:
         kept, _ = fitting_windows(piece, info)
@@ -168,7 +168,7 @@ def _work(corpus: Corpus, ref: RecordingRef, params: PreprocessParams):
     except UserError as err:
         return "skip", _one_line(str(err))
     except MemoryError:
-        return "skip", f"{_name(ref)}: out of memory (try fewer --workers)"
+        return "skip", f"{_name(ref)}: out of memory (try fewer worker processes)"
     except Exception as err:  # a corrupt file can break a library in many ways: report, don't crash
         return "skip", _one_line(f"{_name(ref)}: unreadable ({type(err).__name__}: {err})")
 
@@ -201,6 +201,19 @@ def _one_line(text: str) -> str:
 
 # --- a whole corpus ---------------------------------------------------------------------------
 
+class RawFolderMissing(CorpusError):
+    """The raw folder of a corpus does not exist; the CLI says how to download or point at it."""
+
+    def __init__(self, raw: Path, info: CorpusInfo):
+        super().__init__(f"{raw}: raw folder not found (expected layout: "
+                         f"{info.raw_hint or 'see docs/datasets.md'})")
+        self.raw, self.info = raw, info
+
+
+class StoppedStrict(CorpusError):
+    """Strict mode stopped the run at the first unusable recording; the message is its reason."""
+
+
 @dataclass
 class PreprocessReport:
     cache_dir: Path
@@ -212,41 +225,9 @@ class PreprocessReport:
     notes: list[str]
 
 
-def resolve_options(corpus: Corpus, options: dict | None) -> dict:
-    """The corpus's declared defaults with the user's options on top; unknown keys refused."""
-    options = dict(options or {})
-    defaults = corpus.default_options()
-    if not defaults:
-        return options
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        raise UserError(f"{corpus.info.name}: unknown option(s) {', '.join(unknown)}; "
-                        f"known: {', '.join(sorted(defaults)) or 'none'}")
-    merged = dict(defaults)
-    for key, value in options.items():
-        merged[key] = _coerce(corpus.info.name, key, value, defaults[key])
-    return merged
-
-
-def _coerce(corpus: str, key: str, value, default):
-    if isinstance(value, float) and not math.isfinite(value):
-        raise UserError(f"{corpus}: option {key}={value!r} must be a finite number")
-    if default is None or isinstance(value, type(default)):
-        return value
-    if isinstance(default, bool):
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-    elif isinstance(default, (int, float)) and not isinstance(value, bool):
-        try:
-            return type(default)(value)
-        except (TypeError, ValueError):
-            pass
-    elif isinstance(default, str):
-        return str(value)
-    raise UserError(f"{corpus}: option {key}={value!r} should be a {type(default).__name__}")
+def resolve_options(corpus: Corpus, options=None):
+    """The corpus's `Options`: an instance as given, or parsed from a {key: value} mapping."""
+    return options if isinstance(options, corpus.Options) else parse_options(corpus, options)
 
 
 def fingerprint(info: CorpusInfo, params: PreprocessParams) -> str:
@@ -282,7 +263,7 @@ def _clear_cache(directory: Path) -> None:
 
 def preprocess_corpus(name: str, raw: str | Path, out: str | Path, *, workers: int = 1,
                       subjects: set[str] | None = None, strict: bool = False, overwrite: bool = False,
-                      options: dict | None = None, normalize: str = "zscore",
+                      options=None, normalize: str = "zscore",
                       bad_channels: str = "skip", progress: bool = True) -> PreprocessReport:
     """Preprocess every recording of corpus `name` under `raw` into the cache `<out>/<name>/`.
 
@@ -290,20 +271,16 @@ def preprocess_corpus(name: str, raw: str | Path, out: str | Path, *, workers: i
     keep their reason, so a second run with the same parameters does no work and leaves the cache
     byte-identical. An interrupted run resumes where it stopped.
     """
-    try:
-        corpus = get_corpus(name)
-    except ImportError as err:  # a reader not merged into this version yet, or its dependency missing
-        raise UserError(f"{name}: the reader is not installed in this version ({err})") from None
+    corpus = get_corpus(name)
     raw = Path(raw)
     if not raw.is_dir():
-        raise UserError(f"{raw}: raw folder not found; run `eegmamba download {corpus.info.name}` or "
-                        f"pass --raw (expected layout: {corpus.info.raw_hint or 'see docs/datasets.md'})")
+        raise RawFolderMissing(raw, corpus.info)
     if workers < 1:
-        raise UserError(f"--workers must be at least 1, not {workers}")
+        raise CorpusError(f"workers must be at least 1, not {workers}")
     resolved = resolve_options(corpus, options)
-    corpus = corpus.configure(raw, resolved)
+    corpus = corpus.bind(raw, resolved)
     info = corpus.info
-    params = PreprocessParams(normalize=normalize, bad_channels=bad_channels, options=resolved)
+    params = PreprocessParams(normalize=normalize, bad_channels=bad_channels, options=options_record(resolved))
     fp = fingerprint(info, params)
     refs = corpus.find_recordings(raw, subjects)
     if not refs:
@@ -333,7 +310,7 @@ def preprocess_corpus(name: str, raw: str | Path, out: str | Path, *, workers: i
                 state.pop(ref.id, None)
             elif ref.id in state and state[ref.id]["stamp"] == _stamp(ref):
                 if strict:
-                    raise UserError(f"{state[ref.id]['reason']} (stopped: --strict)")
+                    raise StoppedStrict(state[ref.id]['reason'])
             else:
                 todo.append(ref)
         report = PreprocessReport(cache_dir, None, len(refs), [], reused, [], [])
@@ -397,7 +374,7 @@ def _run(corpus, todo, params, workers, strict, writer, state, report, progress)
         else:
             state[rid] = {"file": _name(ref), "reason": payload, "stamp": _stamp(ref)}
             if strict:
-                raise UserError(f"{payload} (stopped: --strict)")
+                raise StoppedStrict(payload)
             console.print(f"[yellow]skipped:[/] {payload}", highlight=False, soft_wrap=True)
         bar.advance(task)
 
@@ -446,6 +423,6 @@ def _run(corpus, todo, params, workers, strict, writer, state, report, progress)
                     raise UserError(
                         f"a worker process died while reading {names} (out of memory, or a crash in a "
                         "reader); finished recordings are kept: run again to resume, perhaps with fewer "
-                        "--workers")
+                        "worker processes")
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

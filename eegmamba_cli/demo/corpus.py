@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from itertools import islice
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,18 +53,6 @@ class DemoSize:
 FULL = DemoSize()
 TINY = DemoSize(seizure_minutes=0.5, sleep_epochs=10, deap_trials=4, seed_sessions=1, shu_trials=8, bci_trials=8)
 
-# The paper's fold table (EEGMAMBA.md §12): the first subjects of each fold.
-FOLD_SUBJECTS = {
-    "siena": [["PN00", "PN01", "PN03"], ["PN05", "PN06", "PN07"], ["PN09", "PN11", "PN12"], ["PN13", "PN14"],
-              ["PN16", "PN17"]],
-    "chbmit": [[f"chb{n:02d}" for n in range(a, b)] for a, b in ((1, 6), (6, 11), (11, 16), (16, 20), (20, 24))],
-    "sleepedf": [[f"{n:02d}" for n in range(4 * f, 4 * f + 4)] for f in range(5)],
-    "shhs": [[str(200000 + n) for n in range(a, a + 3)] for a in (10, 1023, 2983, 4051, 4783)],
-    "deap": [[f"s{n:02d}" for n in range(a, a + 3)] for a in (1, 7, 13, 19, 26)],
-    "seed": [[str(n) for n in range(a, a + 3)] for a in (1, 4, 7, 10, 13)],
-    "shu": [[f"sub-{n:03d}" for n in range(a, a + 3)] for a in (1, 6, 11, 16, 21)],
-    "bciiv2a": [["A01", "A02"], ["A03", "A04"], ["A05", "A06"], ["A07", "A08"], ["A09"]],
-}
 START = dt.datetime(2021, 3, 14, 21, 30, 0)
 
 
@@ -74,8 +63,13 @@ def write_mat(path: Path, variables: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 def subjects(name: str, size: DemoSize) -> list[str]:
-    """The demo's subjects of a corpus: `subjects_per_fold` per fold (fewer where a fold has fewer)."""
-    return [s for fold in FOLD_SUBJECTS[name] for s in fold[:size.subjects_per_fold]]
+    """The demo's subjects of a corpus: the first `subjects_per_fold` of each fold of its declared fold
+    table (fewer where a fold has fewer)."""
+    from ..data.registry import get_corpus
+
+    corpus = get_corpus(name)
+    return [corpus.subject_id(number) for fold, numbers in sorted(corpus.info.folds.items()) if fold > 0
+            for number in islice(numbers, size.subjects_per_fold)]
 
 
 def write_all(raw: Path, size: DemoSize, seed_value: int) -> dict[str, list[str]]:

@@ -19,13 +19,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..console import UserError, console
-from ..data.base import CorpusInfo, default_passband
+from ..data.base import CorpusError, CorpusInfo, default_passband, to_seconds
 from ..data.pipeline import PreprocessParams
 from ..data.registry import canonical_name, get_corpus
 from ..training.checkpoint import META_FILE, PICKLE_SUFFIXES, load_checkpoint, read_meta
 from ..training.evaluation import pick_checkpoint
-
-TARGET_SFREQ = 200.0
 
 
 @dataclass
@@ -146,7 +144,7 @@ def load_head(model_path: Path, dataset: str | None, device, fold: int | None = 
     model.eval()
     record = meta["datasets"][index]
     corpus = _registry_corpus(record["name"])
-    window_s = int(record["window_samples"]) / float(record.get("sfreq") or TARGET_SFREQ)
+    window_s = to_seconds(record["window_samples"], record.get("sfreq"))  # as the cache recorded it
     base = corpus.info if corpus is not None else CorpusInfo(
         name=record["name"], title=record["name"], task=record.get("task", "custom"), channels=(),
         native_sfreq=None, window_s=window_s, class_names=(), access="local", url="", licence="", citation="")
@@ -158,7 +156,7 @@ def load_head(model_path: Path, dataset: str | None, device, fold: int | None = 
 def _registry_corpus(name: str):
     try:
         return get_corpus(name)
-    except (UserError, ImportError):
+    except CorpusError:
         return None  # a custom dataset: default passband, no native labels
 
 

@@ -47,14 +47,9 @@ def prob_columns(class_names: list[str]) -> list[str]:
 
 
 def corpus_labels(head: Head) -> dict[str, str]:
-    """File labels a corpus uses for the head's channels: SHHS's `EEG` (C4-A1), BCI IV 2a's `EEG-0`."""
-    if head.name == "shhs":
-        from ..data.corpora import shhs
-        return {shhs.CHANNEL: "C4-A1"}
-    if head.name == "bciiv2a":
-        from ..data.corpora import bciiv2a
-        return dict(bciiv2a.GDF_LABELS)
-    return {}
+    """File labels a corpus uses for the head's channels (SHHS's `EEG` = C4-A1, BCI IV 2a's `EEG-0`...),
+    as its declaration gives them; none for a dataset the registry does not know."""
+    return dict(head.corpus.info.native_labels) if head.corpus is not None else {}
 
 
 def match_channels(path: Path, head: Head, channel_map: Path | None):

@@ -32,8 +32,9 @@ def default_cache_root() -> Path:
 
 
 def _order_key(name: str) -> tuple[int, str]:
-    # The paper's fixed index order first (spec §1), any other dataset after, alphabetically.
-    return (CORPUS_NAMES.index(name), "") if name in CORPUS_NAMES else (len(CORPUS_NAMES), name)
+    # The paper's fixed index order first, any other dataset after, alphabetically.
+    names = CORPUS_NAMES
+    return (names.index(name), "") if name in names else (len(names), name)
 
 
 def resolve_datasets(tasks: str, root: Path) -> dict[str, WindowCache]:
@@ -62,11 +63,16 @@ def resolve_datasets(tasks: str, root: Path) -> dict[str, WindowCache]:
 
 
 def dataset_spec(cache: WindowCache) -> DatasetSpec:
+    """The model's view of a cache: what the corpus declared, as preprocessing recorded it."""
     return DatasetSpec(cache.name, len(cache.channels), len(cache.class_names), cache.info.get("task", ""))
 
 
 def dataset_record(cache: WindowCache) -> dict:
-    """What a checkpoint stores about a dataset so that a model can be used without its cache."""
+    """What a checkpoint stores about a dataset so that a model can be used without its cache.
+
+    The window is recorded as the cache holds it, in samples at `sfreq` (200 Hz); `predict` turns it back
+    into seconds with `data.base.to_seconds`, the one conversion, so old checkpoints read the same way.
+    """
     spec = dataset_spec(cache)
     return dict(name=spec.name, n_channels=spec.n_channels, n_classes=spec.n_classes, task=spec.task,
                 class_names=cache.class_names, channels=cache.channels,

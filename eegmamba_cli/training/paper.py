@@ -1,20 +1,39 @@
-"""The paper's EEGMamba results (spec §13, Tables 2–5): mean and std over 5 subject-grouped folds.
+"""The paper's EEGMamba results (Tables 2–5): mean and std over 5 subject-grouped folds.
 
 Only the two EEGMamba rows are kept: the multi-task model (one model for all eight datasets) and the
-single-task model (trained per dataset). Metric keys match `metrics.PAPER_METRICS`.
+single-task model (trained per dataset). Metric keys match `metrics.PAPER_METRICS`. The rows are keyed by
+registry name; which datasets a table holds, their order and their display names come from the corpus
+declarations (`PAPER_TABLES`, `DISPLAY_NAMES`, derived on first use).
 """
 from __future__ import annotations
 
-# Per task, the datasets in the order of the paper's tables.
-PAPER_TABLES = {
-    "seizure": ("Table 2: seizure detection", ("siena", "chbmit")),
-    "sleep": ("Table 3: sleep staging", ("sleepedf", "shhs")),
-    "emotion": ("Table 4: emotion recognition", ("deap", "seed")),
-    "mi": ("Table 5: motor imagery", ("shu", "bciiv2a")),
-}
+# The paper's table for each task.
+TABLE_TITLES = {"seizure": "Table 2: seizure detection", "sleep": "Table 3: sleep staging",
+                "emotion": "Table 4: emotion recognition", "mi": "Table 5: motor imagery"}
 
-DISPLAY_NAMES = {"siena": "Siena", "chbmit": "CHB-MIT", "sleepedf": "SleepEDF-20", "shhs": "SHHS",
-                 "deap": "DEAP", "seed": "SEED", "shu": "Shu", "bciiv2a": "BCI-IV-2a"}
+
+def paper_tables() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Per task: (table title, the datasets in the model's index order)."""
+    from ..data.registry import TASKS
+
+    return {task: (TABLE_TITLES.get(task, task), names) for task, names in TASKS.items()}
+
+
+def display_names() -> dict[str, str]:
+    """Registry name -> the name the paper's tables use."""
+    from ..data.registry import registered
+
+    return {name: c.info.display_name or name for name, c in registered().items()}
+
+
+def __getattr__(attr: str):
+    # Derived lazily (PEP 562): importing the results does not import every corpus reader.
+    if attr == "PAPER_TABLES":
+        return paper_tables()
+    if attr == "DISPLAY_NAMES":
+        return display_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
 
 
 def _row(acc, auroc, f1):

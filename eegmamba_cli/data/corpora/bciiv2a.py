@@ -1,4 +1,4 @@
-"""BCI Competition IV dataset 2a (Graz A): four-class motor imagery from 22 EEG channels (DATASETS.md §8).
+"""BCI Competition IV dataset 2a (Graz A): four-class motor imagery from 22 EEG channels.
 
 Layout: `A01T.gdf … A09E.gdf` (BCICIV_2a_gdf.zip) under the raw folder or its `BCICIV_2a_gdf/` folder, and
 for the evaluation sessions the true labels `A01E.mat … A09E.mat` (true_labels.zip) beside the GDFs, in the
@@ -18,14 +18,14 @@ raw folder or in `true_labels/` (option `true_labels_dir` points elsewhere).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mne
 import numpy as np
 import scipy.io
 
-from ...console import UserError
-from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef, fold_from_table
+from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef, subject_digits
 from ..gdf import GdfError, check_complete, read_header
 
 SFREQ = 250.0
@@ -58,16 +58,6 @@ def canonical_subject(text: str) -> str:
     """'1', '01', 'A1', 'A01', 'a01' -> 'A01'."""
     match = re.fullmatch(r"a?0*([1-9])", str(text).strip().lower())
     return f"A0{match.group(1)}" if match else str(text)
-
-
-def _flag(value) -> bool:
-    """A yes/no option given as a bool or as text ("false" must not read as True)."""
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", "none", ""):
-        return False
-    raise UserError(f"bciiv2a: drop_rejected must be true or false, not {value!r}")
 
 
 def _folder(raw: Path) -> Path:
@@ -158,7 +148,7 @@ def _cue_labels(annotations: mne.Annotations, true_labels: list[int] | None, pat
     return trials
 
 
-class BciIv2aCorpus(Corpus):
+class BciIV2a(Corpus):
     info = CorpusInfo(
         name="bciiv2a",
         title="BCI Competition IV dataset 2a (Graz A), four-class motor imagery",
@@ -174,10 +164,17 @@ class BciIv2aCorpus(Corpus):
                   "Tangermann et al. 2012, Front. Neurosci. 6:55"),
         raw_hint=("A01T.gdf ... A09E.gdf from BCICIV_2a_gdf.zip, and A01E.mat ... A09E.mat from "
                   "true_labels.zip on the results page"),
+        index=7, display_name="BCI-IV-2a", aliases=("bci2a", "bciiv"), folds=FOLDS, native_labels=GDF_LABELS,
     )
 
-    def default_options(self) -> dict:
-        return {"drop_rejected": False, "true_labels_dir": None}
+    @dataclass(frozen=True)
+    class Options:
+        drop_rejected: bool = field(default=False, metadata={
+            "help": "leave out the trials the experts marked as rejected (event 1023)"})
+        true_labels_dir: str | None = field(default=None, metadata={
+            "help": "folder of A0sE.mat (default: beside the GDF files or in true_labels/)"})
+
+    options = Options()
 
     def find_recordings(self, raw: Path, subjects: set[str] | None = None) -> list[RecordingRef]:
         raw = Path(raw)
@@ -202,23 +199,22 @@ class BciIv2aCorpus(Corpus):
         return RecordingRef(id=recording, subject=subject, session=session, paths=[path, *found[:1]],
                             extra={"label_dirs": [str(d) for d in dirs]})
 
-    def _true_labels(self, ref: RecordingRef, options: dict) -> list[int] | None:
+    def _true_labels(self, ref: RecordingRef) -> list[int] | None:
         name = f"{ref.id}.mat"
-        if options.get("true_labels_dir"):
-            path = Path(options["true_labels_dir"]) / name
+        if self.options.true_labels_dir:
+            path = Path(self.options.true_labels_dir) / name
             return read_true_labels(path) if path.is_file() else None
         return read_true_labels(ref.paths[1]) if len(ref.paths) > 1 else None
 
-    def read(self, ref: RecordingRef, options: dict | None = None) -> Recording:
-        options = options or {}
+    def read(self, ref: RecordingRef) -> Recording:
         path = ref.paths[0]
         data, annotations, sfreq, floor = _read_gdf(path)
-        true_labels = self._true_labels(ref, options) if ref.session == "E" else None
+        true_labels = self._true_labels(ref) if ref.session == "E" else None
         if ref.session == "E" and true_labels is None:
-            looked = options.get("true_labels_dir") or ", ".join(ref.extra.get("label_dirs", []))
+            looked = self.options.true_labels_dir or ", ".join(ref.extra.get("label_dirs", []))
             raise RecordingError(f"{path.name}: true labels {ref.id}.mat not found (looked in {looked}); "
                                  "get true_labels.zip from the BCI Competition IV results page")
-        trials = _cue_labels(annotations, true_labels, path, _flag(options.get("drop_rejected", False)))
+        trials = _cue_labels(annotations, true_labels, path, self.options.drop_rejected)
         run_starts = [round(o * sfreq) for o, d in zip(annotations.onset, annotations.description)
                       if str(d) == RUN_START]
         size = round(WINDOW_S * sfreq)
@@ -238,10 +234,11 @@ class BciIv2aCorpus(Corpus):
                          "end and are left out")
         return Recording(ref, pieces, notes)
 
-    def fold_of(self, subject: str) -> int:
-        match = re.fullmatch(r"A0([1-9])", str(subject))
-        number = int(match.group(1)) if match else -1
-        return fold_from_table(number, FOLDS)
+    def subject_number(self, subject: str) -> int:
+        return subject_digits(subject, r"A0([1-9])")
+
+    def subject_id(self, number: int) -> str:
+        return f"A0{number}"
 
 
-CORPUS = BciIv2aCorpus()
+CORPUS = BciIV2a()

@@ -1,8 +1,8 @@
-"""CHB-MIT Scalp EEG Database 1.0.0 (DATASETS.md §2): seizure detection, 23 bipolar channels, 256 Hz.
+"""CHB-MIT Scalp EEG Database 1.0.0: seizure detection, 23 bipolar channels, 256 Hz.
 
 Layout under the raw folder: `chbNN/chbNN*.edf` (chb17a_03, chb02_16+ ...), `chbNN/chbNN-summary.txt`,
 optional `chbNN/<file>.edf.seizures` (binary WFDB, used only to cross-check the summary), and
-`RECORDS-WITH-SEIZURES`, which picks the default file subset [D]. Seizure times are the summary's
+`RECORDS-WITH-SEIZURES`, which picks the default file subset (option `files`). Seizure times are the summary's
 seconds from file start; its clock lines are never used for labels.
 """
 from __future__ import annotations
@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
+from typing import Callable
 
 from ...console import UserError
-from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
+from ..base import (Corpus, CorpusInfo, DownloadError, PhysioNet, Piece, Recording, RecordingError, RecordingRef, check_choice,
+                    subject_digits)
 from ..edf import EdfSignals, match_channels, read_header
 from ..signal import check_fraction, fixed_windows, overlap_labels
 
@@ -23,9 +24,9 @@ CHANNELS = ("FP1-F7", "F7-T7", "T7-P7", "P7-O1", "FP1-F3", "F3-C3", "C3-P3", "P3
             "C4-P4", "P4-O2", "FP2-F8", "F8-T8", "T8-P8", "P8-O2", "FZ-CZ", "CZ-PZ", "P7-T7", "T7-FT9",
             "FT9-FT10", "FT10-T8", "T8-P8")
 DUMMY = "-"  # placeholder channels in several patients; never selected
-SUBJECTS = range(1, 24)  # chb01-chb23; chb24 has no fold (spec §12) and is not used
-FOLDS = {**{n: 1 for n in range(1, 6)}, **{n: 2 for n in range(6, 11)}, **{n: 3 for n in range(11, 16)},
-         **{n: 4 for n in range(16, 20)}, **{n: 5 for n in range(20, 24)}}
+SUBJECTS = range(1, 24)  # chb01-chb23; chb24 has no fold and is not used
+FOLDS = {1: range(1, 6), 2: range(6, 11), 3: range(11, 16), 4: range(16, 20), 5: range(20, 24)}
+FILE_CHOICES = ("seizures", "all")
 _FILE = re.compile(r"(chb\d\d)([a-z]?)_(\d+\+?)\.edf", re.IGNORECASE)
 
 
@@ -238,33 +239,55 @@ def canonical_subject(text: str) -> str:
     return f"chb{number:02d}"
 
 
-@dataclass
-class ChbMit(Corpus):
-    files: str = "seizures"  # "seizures": RECORDS-WITH-SEIZURES [D]; "all": every EDF
-    merge_chb21_into_chb01: bool = False  # chb21 is chb01's patient 1.5 years later (spec §12)
+def select_files(sums: dict[str, str], subjects: set[str] | None, read_index: Callable, options) -> list[str]:
+    """The PhysioNet files to download: the summaries and the files of `options.files`."""
+    cases = {canonical_subject(s) for s in subjects} if subjects else {f"chb{n:02d}" for n in SUBJECTS}
+    chosen = [n for n in ("RECORDS", "RECORDS-WITH-SEIZURES", "SUBJECT-INFO", "ANNOTATORS") if n in sums]
+    if options.files == "all":
+        return chosen + [n for n in sorted(sums) if n.split("/")[0] in cases and "/" in n]
+    listed = [line.strip() for line in read_index("RECORDS-WITH-SEIZURES").splitlines() if line.strip()]
+    for case in sorted(cases):
+        summary = f"{case}/{case}-summary.txt"
+        chosen += [summary] if summary in sums else []
+    for edf in listed:
+        if edf.split("/")[0] in cases:
+            if edf not in sums:
+                raise DownloadError(f"RECORDS-WITH-SEIZURES lists {edf}, which SHA256SUMS.txt does not")
+            chosen += [edf] + ([edf + ".seizures"] if edf + ".seizures" in sums else [])
+    return chosen
 
+
+class ChbMit(Corpus):
     info = CorpusInfo(
         name="chbmit", title="CHB-MIT Scalp EEG Database 1.0.0", task="seizure", channels=CHANNELS,
         native_sfreq=256.0, window_s=4.0, class_names=("non-seizure", "seizure"), access="open",
         url="https://physionet.org/content/chbmit/1.0.0/", licence="ODC-By 1.0",
         citation="Shoeb 2009 (MIT PhD thesis); Goldberger et al. 2000 (PhysioNet)",
-        raw_hint="chbNN/chbNN_MM.edf, chbNN/chbNN-summary.txt, RECORDS-WITH-SEIZURES")
+        raw_hint="chbNN/chbNN_MM.edf, chbNN/chbNN-summary.txt, RECORDS-WITH-SEIZURES",
+        index=1, display_name="CHB-MIT", aliases=("chb",), folds=FOLDS,
+        download=PhysioNet("chbmit", select_files))
 
-    def default_options(self) -> dict:
-        return {"files": "seizures", "merge_chb21_into_chb01": False, "min_ictal_fraction": 0.5,
-                "crosscheck": True}
+    @dataclass(frozen=True)
+    class Options:
+        files: str = field(default="seizures", metadata={
+            "help": "which EDF files: 'seizures' (RECORDS-WITH-SEIZURES) or 'all'; for download and preprocess"})
+        merge_chb21_into_chb01: bool = field(default=False, metadata={
+            "help": "count chb21 (chb01's patient 1.5 years later) as subject chb01"})
+        min_ictal_fraction: float = field(default=0.5, metadata={
+            "help": "share of a window inside a seizure for the window to count as seizure, in (0, 1]"})
+        crosscheck: bool = field(default=True, metadata={
+            "help": "compare the summary with <file>.edf.seizures when present (a note on disagreement)"})
 
-    def configure(self, raw: Path, options: dict) -> "ChbMit":
-        check_fraction("min_ictal_fraction", options.get("min_ictal_fraction", 0.5))
-        if options.get("files", "seizures") not in ("seizures", "all"):
-            raise UserError(f"chbmit: option files must be 'seizures' or 'all', not {options['files']!r}")
-        return ChbMit(files=options.get("files", "seizures"),
-                      merge_chb21_into_chb01=bool(options.get("merge_chb21_into_chb01", False)))
+        def __post_init__(self):
+            check_fraction("min_ictal_fraction", self.min_ictal_fraction)
+            check_choice("chbmit", "files", self.files, FILE_CHOICES)
+
+    options = Options()
 
     def find_recordings(self, raw: Path, subjects: set[str] | None = None) -> list[RecordingRef]:
         raw = Path(raw)
         wanted = {canonical_subject(s) for s in subjects} if subjects else None
-        if wanted and self.merge_chb21_into_chb01 and "chb01" in wanted:
+        if wanted and self.options.merge_chb21_into_chb01 and "chb01" in wanted:
             wanted.add("chb21")
         listed = self._listed(raw)
         refs = []
@@ -275,12 +298,12 @@ class ChbMit(Corpus):
             summary = [p for p in folder.iterdir() if p.name.lower() == f"{case}-summary.txt"]
             edfs = {p.name.lower(): p for p in folder.glob("*") if _FILE.fullmatch(p.name)
                     and p.name.lower().startswith(case)}  # chbNN*.edf: chb17a_03, chb02_16+
-            names = sorted(edfs) if listed is None or self.files == "all" else \
+            names = sorted(edfs) if listed is None or self.options.files == "all" else \
                 sorted(n for n in listed.get(case, ()))
             for name in names:
                 path = edfs.get(name, folder / name)  # listed but absent: reported when read
                 m = _FILE.fullmatch(path.name)
-                subject = "chb01" if self.merge_chb21_into_chb01 and case == "chb21" else case
+                subject = "chb01" if self.options.merge_chb21_into_chb01 and case == "chb21" else case
                 refs.append(RecordingRef(id=path.stem, subject=subject,
                                          session=f"{m.group(2)}{'_' if m.group(2) else ''}{m.group(3)}",
                                          paths=[path] + summary[:1]))
@@ -289,7 +312,7 @@ class ChbMit(Corpus):
     def _listed(self, raw: Path) -> dict[str, set[str]] | None:
         """RECORDS-WITH-SEIZURES as {case: {file names}}; None when the file is absent (then every
         file whose summary lists a seizure is used instead, decided per file)."""
-        if self.files == "all":
+        if self.options.files == "all":
             return None
         path = raw / "RECORDS-WITH-SEIZURES"
         if path.is_file():
@@ -309,8 +332,7 @@ class ChbMit(Corpus):
                 listed.setdefault(parts[0].lower(), set()).add(parts[1].lower())
         return listed
 
-    def read(self, ref: RecordingRef, options: dict | None = None) -> Recording:
-        options = {**self.default_options(), **(options or {})}
+    def read(self, ref: RecordingRef) -> Recording:
         edf = ref.paths[0]
         if not edf.exists():
             raise RecordingError(f"{edf.name}: listed in RECORDS-WITH-SEIZURES but not found in "
@@ -337,9 +359,10 @@ class ChbMit(Corpus):
             if a >= duration:
                 raise RecordingError(f"{edf.name}: seizure at {a}-{b} s starts after the recording "
                                      f"ends ({duration:g} s)")
-        notes = self._crosscheck(edf, entry) if options["crosscheck"] else []
+        notes = self._crosscheck(edf, entry) if self.options.crosscheck else []
         starts = fixed_windows(duration, self.info.window_s)
-        labels = overlap_labels(starts, self.info.window_s, entry.seizures, float(options["min_ictal_fraction"]))
+        labels = overlap_labels(starts, self.info.window_s, entry.seizures,
+                                self.options.min_ictal_fraction)
         return Recording(ref, [Piece(signals, signals.sfreq, list(zip(starts.tolist(), labels.tolist())))],
                          notes)
 
@@ -360,9 +383,11 @@ class ChbMit(Corpus):
                     f"{', '.join(f'{a}-{b}' for a, b in entry.seizures) or 'none'} s; using the summary"]
         return []
 
-    def fold_of(self, subject: str) -> int:
-        number = int(re.sub(r"\D", "", subject) or 0)
-        return FOLDS.get(number, 0)
+    def subject_number(self, subject: str) -> int:
+        return subject_digits(subject, r"(?:chb)?(\d{1,2})")
+
+    def subject_id(self, number: int) -> str:
+        return f"chb{number:02d}"
 
 
 def _natural(text: str) -> list:

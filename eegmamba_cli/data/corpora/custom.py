@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...console import UserError
-from ..base import TARGET_SFREQ, Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
+from ..base import TARGET_SFREQ, Corpus, CorpusInfo, OptionError, Piece, Recording, RecordingError, RecordingRef
 from ..edf import normalise_label
 
 SUFFIXES = (".edf", ".bdf", ".gdf", ".fif")
@@ -130,42 +129,58 @@ def _match(names: list[str], wanted: list[str], source: str) -> list[str]:
     return [by_norm[normalise_label(w)] for w in wanted]
 
 
-@dataclass
 class Custom(Corpus):
-    info: CorpusInfo = DEFAULT_INFO
-    stride_s: float = 0.0
-    fold_map: dict = field(default_factory=dict)
+    info = DEFAULT_INFO
 
-    def default_options(self) -> dict:
-        return {"window": 4.0, "stride": 0.0, "channels": "", "labels": ""}
+    @dataclass(frozen=True)
+    class Options:
+        window: float = field(default=4.0, metadata={"help": "window length in seconds"})
+        stride: float = field(default=0.0, metadata={"help": "seconds between window starts (0: the window)"})
+        channels: str = field(default="", metadata={
+            "help": "channels a,b,c, matched case-insensitively (default: the EEG channels of the first file)"})
+        labels: str = field(default="", metadata={"help": "trial_type names, class 0 first: left,right"})
 
-    def configure(self, raw: Path, options: dict) -> "Custom":
-        raw = Path(raw)
-        window, stride = float(options.get("window", 4.0)), float(options.get("stride", 0.0) or 0.0)
-        if not (math.isfinite(window) and math.isfinite(stride)) or window * TARGET_SFREQ < 1 or stride < 0 \
-                or 0 < stride * TARGET_SFREQ < 1:
-            raise UserError(f"custom: --window must be finite and at least one sample at {TARGET_SFREQ:g} Hz, "
-                            f"--stride 0 (= the window) or at least one sample (got {window:g}, {stride:g})")
-        files = signal_files(raw)
-        labels = _split(options.get("labels"))
+        def __post_init__(self):
+            window, stride = self.window, self.stride
+            if not (math.isfinite(window) and window * TARGET_SFREQ >= 1):
+                raise OptionError(f"custom: option window must be finite and at least one sample at "
+                                  f"{TARGET_SFREQ:g} Hz (got {window:g})", "window")
+            if not math.isfinite(stride) or stride < 0 or 0 < stride * TARGET_SFREQ < 1:
+                raise OptionError(f"custom: option stride must be 0 (= the window) or at least one sample at "
+                                  f"{TARGET_SFREQ:g} Hz (got {stride:g})", "stride")
+
+    options = Options()
+
+    def __init__(self, info: CorpusInfo = DEFAULT_INFO, stride_s: float = 0.0, fold_map: dict | None = None):
+        self.info, self.stride_s, self.fold_map = info, stride_s, dict(fold_map or {})
+
+    def bind(self, raw: Path | None, options=None) -> "Custom":
+        """The corpus as the files under `raw` and the options make it: channels, classes, window, folds."""
+        bound = super().bind(raw, options)
+        options = bound.options
+        files = signal_files(Path(raw)) if raw is not None else []
+        labels = _split(options.labels)
         if not labels:
             found = sorted({t for f in files for t in _trial_types(f)})
-            raise UserError("custom: pass --labels name1,name2,... (trial_type values found: "
-                            f"{', '.join(found) or 'none'})")
+            raise OptionError("custom: option labels names the classes, name1,name2,... (trial_type values "
+                              f"found: {', '.join(found) or 'none'})", "labels")
         if len(set(labels)) != len(labels) or len(labels) < 2:
-            raise UserError("custom: --labels needs at least two distinct names")
-        channels = _split(options.get("channels"))
+            raise OptionError("custom: option labels needs at least two distinct names", "labels")
+        channels = _split(options.channels)
         if not channels and files:
             raw0 = _open_raw(files[0])
             eeg = [raw0.ch_names[i] for i in _eeg_picks(raw0)]
             if not eeg:
-                raise UserError(f"custom: {files[0].name} has no EEG channels; pass --channels")
+                raise OptionError(f"custom: {files[0].name} has no EEG channels; name them with option channels",
+                                  "channels")
             channels = eeg
-        subjects = sorted({subject_of(f, raw) for f in files})
-        fold_map = {s: i + 1 for i, group in enumerate(np.array_split(np.array(subjects, dtype=object), 5))
-                    for s in group}
-        info = replace(DEFAULT_INFO, channels=tuple(channels), window_s=window, class_names=tuple(labels))
-        return Custom(info=info, stride_s=stride or window, fold_map=fold_map)
+        subjects = sorted({subject_of(f, Path(raw)) for f in files})
+        bound.fold_map = {s: i + 1 for i, group in enumerate(np.array_split(np.array(subjects, dtype=object), 5))
+                          for s in group}
+        bound.info = replace(DEFAULT_INFO, channels=tuple(channels), window_s=options.window,
+                             class_names=tuple(labels))
+        bound.stride_s = options.stride or options.window
+        return bound
 
     def find_recordings(self, raw: Path, subjects: set[str] | None = None) -> list[RecordingRef]:
         raw = Path(raw)
@@ -185,7 +200,7 @@ class Custom(Corpus):
                                      paths=[path] + ([sidecar] if sidecar else [])))
         return refs
 
-    def read(self, ref: RecordingRef, options: dict | None = None) -> Recording:
+    def read(self, ref: RecordingRef) -> Recording:
         path = ref.paths[0]
         if not self.info.channels or not self.info.class_names:
             raise RecordingError(f"{path.name}: custom corpus not configured (channels and labels)")
@@ -213,7 +228,14 @@ class Custom(Corpus):
         return Recording(ref, [Piece(data, sfreq, sorted(windows))])
 
     def fold_of(self, subject: str) -> int:
+        """Folds come from the subjects found under the raw folder (see the module docstring)."""
         return int(self.fold_map.get(subject, 0))
+
+    def subject_number(self, subject: str) -> int:
+        return -1  # no fold table: folds are made from the subjects found
+
+    def subject_id(self, number: int) -> str:
+        return str(number)
 
 
 def _eeg_picks(raw) -> list[int]:

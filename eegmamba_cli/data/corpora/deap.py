@@ -1,4 +1,4 @@
-"""DEAP: emotion (low/high rating) from Fp1, Fp2, F3 and C4 (DATASETS.md §5).
+"""DEAP: emotion (low/high rating) from Fp1, Fp2, F3 and C4.
 
 Layout: `data_preprocessed_python/s01.dat … s32.dat` under the raw folder (or the raw folder itself).
 Each file is a Python 2 pickle of {'data': (40 trials, 40 channels, 8064 samples at 128 Hz),
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import pickle
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ...console import UserError
-from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef, fold_from_table
+from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef, check_choice, subject_digits
 from ..safe_pickle import UnsafePickleError, load_array_dict
 
 SFREQ = 128.0
@@ -49,18 +49,6 @@ def _folder(raw: Path) -> Path:
     return inner if inner.is_dir() else raw
 
 
-def _label_rule(options: dict | None) -> tuple[int, float]:
-    options = options or {}
-    dimension = str(options.get("dimension", "valence")).lower()
-    if dimension not in RATING_COLUMNS:
-        raise UserError(f"DEAP: dimension {dimension!r} is not one of {', '.join(RATING_COLUMNS)}")
-    try:
-        threshold = float(options.get("threshold", 4.5))
-    except (TypeError, ValueError):
-        raise UserError(f"DEAP: threshold {options.get('threshold')!r} is not a number") from None
-    return RATING_COLUMNS[dimension], threshold
-
-
 def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         arrays = load_array_dict(path)
@@ -89,7 +77,7 @@ def _channel_rows(data: np.ndarray, path: Path, names: tuple[str, ...]) -> list[
     return rows
 
 
-class DeapCorpus(Corpus):
+class Deap(Corpus):
     info = CorpusInfo(
         name="deap",
         title="DEAP: a database for emotion analysis using physiological signals (preprocessed)",
@@ -103,10 +91,20 @@ class DeapCorpus(Corpus):
         licence="DEAP end-user licence agreement (academic research only, no redistribution)",
         citation="Koelstra et al. 2012, IEEE Transactions on Affective Computing 3(1):18-31",
         raw_hint="data_preprocessed_python/s01.dat ... s32.dat",
+        index=4, display_name="DEAP", folds=FOLDS,
     )
 
-    def default_options(self) -> dict:
-        return {"dimension": "valence", "threshold": 4.5}
+    @dataclass(frozen=True)
+    class Options:
+        dimension: str = field(default="valence", metadata={
+            "help": f"the rating that labels a trial: {', '.join(RATING_COLUMNS)}"})
+        threshold: float = field(default=4.5, metadata={"help": "a rating above it is 'high'"})
+
+        def __post_init__(self):
+            object.__setattr__(self, "dimension", self.dimension.lower())
+            check_choice("deap", "dimension", self.dimension, tuple(RATING_COLUMNS))
+
+    options = Options()
 
     def find_recordings(self, raw: Path, subjects: set[str] | None = None) -> list[RecordingRef]:
         folder = _folder(Path(raw))
@@ -121,8 +119,8 @@ class DeapCorpus(Corpus):
                 refs.append(RecordingRef(id=subject, subject=subject, session="1", paths=[path]))
         return refs
 
-    def read(self, ref: RecordingRef, options: dict | None = None) -> Recording:
-        column, threshold = _label_rule(options)
+    def read(self, ref: RecordingRef) -> Recording:
+        column, threshold = RATING_COLUMNS[self.options.dimension], self.options.threshold
         path = ref.paths[0]
         data, ratings = _load(path)
         rows = _channel_rows(data, path, self.info.channels)
@@ -139,10 +137,11 @@ class DeapCorpus(Corpus):
                                 [(BASELINE_S, label)], offset_s=trial * trial_s))
         return Recording(ref, pieces)
 
-    def fold_of(self, subject: str) -> int:
-        match = FILE_NAME.match(f"{subject}.dat")
-        number = int(match.group(1)) if match else -1
-        return fold_from_table(number, FOLDS)
+    def subject_number(self, subject: str) -> int:
+        return subject_digits(subject, r"s(\d{2})")
+
+    def subject_id(self, number: int) -> str:
+        return f"s{number:02d}"
 
 
-CORPUS = DeapCorpus()
+CORPUS = Deap()

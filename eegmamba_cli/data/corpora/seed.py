@@ -1,4 +1,4 @@
-"""SEED: emotion (negative, neutral, positive) from 62 channels at 200 Hz (DATASETS.md §6).
+"""SEED: emotion (negative, neutral, positive) from 62 channels at 200 Hz.
 
 Layout: `Preprocessed_EEG/<subject>_<YYYYMMDD>.mat` (45 files: 15 subjects x 3 sessions) beside
 `label.mat` and `readme.txt`, under the raw folder, its `SEED/` folder, or the raw folder itself.
@@ -13,14 +13,15 @@ Each trial is one piece with 20-s windows every 2 s (option `stride_s`); no wind
 """
 from __future__ import annotations
 
+import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import scipy.io
 
-from ...console import UserError
-from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef, fold_from_table
+from ..base import Corpus, CorpusError, CorpusInfo, Piece, Recording, RecordingError, RecordingRef, subject_digits
 
 SFREQ = 200.0
 WINDOW_S = 20.0
@@ -96,18 +97,7 @@ def window_starts(n_samples: int, stride_s: float) -> list[float]:
     return [k * step / SFREQ for k in range((n_samples - size) // step + 1)]
 
 
-def _stride(options: dict | None) -> float:
-    value = (options or {}).get("stride_s", STRIDE_S)
-    try:
-        stride = float(value)
-    except (TypeError, ValueError):
-        stride = float("nan")
-    if not (stride > 0 and round(stride * SFREQ) >= 1):
-        raise UserError(f"SEED: stride_s must be a positive number of seconds, got {value!r}")
-    return stride
-
-
-class SeedCorpus(Corpus):
+class Seed(Corpus):
     info = CorpusInfo(
         name="seed",
         title="SEED: SJTU Emotion EEG Dataset (preprocessed)",
@@ -122,10 +112,19 @@ class SeedCorpus(Corpus):
         citation=("Zheng & Lu 2015, IEEE Trans. Autonomous Mental Development 7(3):162-175; "
                   "Duan, Zhu & Lu 2013, IEEE EMBS NER"),
         raw_hint="Preprocessed_EEG/<subject>_<YYYYMMDD>.mat and Preprocessed_EEG/label.mat",
+        index=5, display_name="SEED", folds=FOLDS,
     )
 
-    def default_options(self) -> dict:
-        return {"stride_s": STRIDE_S}
+    @dataclass(frozen=True)
+    class Options:
+        stride_s: float = field(default=STRIDE_S, metadata={"help": "seconds between window starts in a trial"})
+
+        def __post_init__(self):
+            if not (math.isfinite(self.stride_s) and self.stride_s > 0 and round(self.stride_s * SFREQ) >= 1):
+                raise CorpusError(f"seed: option stride_s must be a positive number of seconds, "
+                                  f"not {self.stride_s!r}")
+
+    options = Options()
 
     def find_recordings(self, raw: Path, subjects: set[str] | None = None) -> list[RecordingRef]:
         folder = _folder(Path(raw))
@@ -144,8 +143,8 @@ class SeedCorpus(Corpus):
                                          paths=[path, folder / LABEL_FILE], extra={"date": date}))
         return refs
 
-    def read(self, ref: RecordingRef, options: dict | None = None) -> Recording:
-        stride_s = _stride(options)
+    def read(self, ref: RecordingRef) -> Recording:
+        stride_s = self.options.stride_s
         path, label_path = ref.paths
         labels = read_labels(label_path)
         rows = [FILE_CHANNELS.index(name) for name in self.info.channels]  # by name, in model order
@@ -165,9 +164,11 @@ class SeedCorpus(Corpus):
             offset += array.shape[1] / SFREQ
         return Recording(ref, pieces)
 
-    def fold_of(self, subject: str) -> int:
-        number = int(subject) if str(subject).isdigit() else -1
-        return fold_from_table(number, FOLDS)
+    def subject_number(self, subject: str) -> int:
+        return subject_digits(subject, r"(\d{1,2})")
+
+    def subject_id(self, number: int) -> str:
+        return str(number)
 
 
-CORPUS = SeedCorpus()
+CORPUS = Seed()

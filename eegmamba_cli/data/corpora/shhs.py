@@ -1,4 +1,4 @@
-"""SHHS (Sleep Heart Health Study, NSRR): sleep staging from the C4-A1 channel `EEG` (DATASETS.md §4).
+"""SHHS (Sleep Heart Health Study, NSRR): sleep staging from the C4-A1 channel `EEG`.
 
 Layout under the raw folder (the NSRR download's `shhs/` folder, or its parent):
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import defusedxml
@@ -24,8 +25,8 @@ import defusedxml.ElementTree as SafeET
 import numpy as np
 import pyedflib
 
-from ...console import UserError, console
-from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
+from ...console import console
+from ..base import Corpus, CorpusError, CorpusInfo, Piece, Recording, RecordingError, RecordingRef, subject_digits
 from ..edf import MAX_SFREQ, MIN_SFREQ
 
 EDF_DIR = Path("polysomnography/edfs/shhs1")
@@ -51,8 +52,10 @@ STAGE_CLASSES = {
 # EDF physical dimension -> factor to µV.
 TO_MICROVOLT = {"uv": 1.0, "µv": 1.0, "mv": 1e3, "v": 1e6}
 
-# Paper Table 7: fold -> inclusive range of nsrrid - 200000 (only the selected subjects belong).
-FOLD_RANGES = {1: (10, 1021), 2: (1023, 2956), 3: (2983, 4047), 4: (4051, 4781), 5: (4783, 5789)}
+# Paper Table 7: fold -> nsrrids (only the selected subjects belong).
+FOLDS = {fold: range(NSRRID_BASE + low, NSRRID_BASE + high + 1)
+         for fold, (low, high) in {1: (10, 1021), 2: (1023, 2956), 3: (2983, 4047), 4: (4051, 4781),
+                                   5: (4783, 5789)}.items()}
 
 NO_LIST_NOTE = ("SHHS: no subjects_file given, so every shhs1 subject found is used; the paper's 329 "
                 "subjects (AHI < 5) need that list as a file, and the toolkit does not guess it")
@@ -67,7 +70,7 @@ def read_subject_list(path: str | Path) -> frozenset[str]:
     try:
         lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
     except OSError as err:
-        raise UserError(f"{path}: cannot read the SHHS subject list ({err.strerror or err})") from None
+        raise CorpusError(f"{path}: cannot read the SHHS subject list ({err.strerror or err})") from None
     ids = set()
     for number, line in enumerate(lines, 1):
         field = re.split(r"[,;\s]+", line.strip(), maxsplit=1)[0]
@@ -77,9 +80,9 @@ def read_subject_list(path: str | Path) -> frozenset[str]:
         if match:
             ids.add(match.group(1))
         elif ids or number > 1:  # only the first line may be a header such as "nsrrid"
-            raise UserError(f"{path}:{number}: {field!r} is not an nsrrid (such as 200001)")
+            raise CorpusError(f"{path}:{number}: {field!r} is not an nsrrid (such as 200001)")
     if not ids:
-        raise UserError(f"{path}: the SHHS subject list holds no nsrrids")
+        raise CorpusError(f"{path}: the SHHS subject list holds no nsrrids")
     return frozenset(ids)
 
 
@@ -183,14 +186,14 @@ def _whole(value: float) -> bool:
     return math.isfinite(value) and abs(value - round(value)) < 1e-6
 
 
-class ShhsCorpus(Corpus):
+class Shhs(Corpus):
     info = CorpusInfo(
         name="shhs",
         title="Sleep Heart Health Study (SHHS), visit 1",
         task="sleep",
         channels=("C4-A1",),
         native_sfreq=125.0,
-        window_s=30.0,
+        window_s=EPOCH_S,
         class_names=("W", "N1", "N2", "N3", "REM"),
         access="agreement",
         url="https://sleepdata.org/datasets/shhs",
@@ -199,27 +202,35 @@ class ShhsCorpus(Corpus):
         raw_hint=("polysomnography/edfs/shhs1/shhs1-NNNNNN.edf and "
                   "polysomnography/annotations-events-nsrr/shhs1/shhs1-NNNNNN-nsrr.xml, "
                   "as in the NSRR download's shhs/ folder"),
+        index=3, display_name="SHHS", folds=FOLDS, native_labels={CHANNEL: "C4-A1"},
     )
+
+    @dataclass(frozen=True)
+    class Options:
+        subjects_file: str | None = field(default=None, metadata={
+            "help": "file of nsrrids to use (the paper's 329 subjects); relative: to the working or raw folder"})
+
+    options = Options()
 
     def __init__(self, selected: frozenset[str] | None = None):
         self.selected = selected
 
-    def default_options(self) -> dict:
-        return {"subjects_file": None}
-
-    def configure(self, raw: Path, options: dict | None) -> "ShhsCorpus":
+    def bind(self, raw: Path | None, options=None) -> "Shhs":
         """A copy bound to the user's subject list (option `subjects_file`), or to none (with a note).
 
         A relative path is looked up in the working directory, then in the raw folder.
         """
-        value = (options or {}).get("subjects_file")
+        bound = super().bind(raw, options)
+        value = bound.options.subjects_file
         if not value:
             console.print(f"[yellow]note:[/] {NO_LIST_NOTE}", highlight=False, soft_wrap=True)
-            return ShhsCorpus(None)
+            bound.selected = None
+            return bound
         path = Path(value)
-        if not path.is_absolute() and not path.exists() and (Path(raw) / path).exists():
+        if raw is not None and not path.is_absolute() and not path.exists() and (Path(raw) / path).exists():
             path = Path(raw) / path
-        return ShhsCorpus(read_subject_list(path))
+        bound.selected = read_subject_list(path)
+        return bound
 
     def notes(self) -> list[str]:
         return [] if self.selected is not None else [NO_LIST_NOTE]
@@ -242,7 +253,7 @@ class ShhsCorpus(Corpus):
                                      paths=[edf_dir / name, xml]))
         return refs
 
-    def read(self, ref: RecordingRef, options: dict | None = None) -> Recording:
+    def read(self, ref: RecordingRef) -> Recording:
         edf_path, xml_path = ref.paths
         if not xml_path.is_file():
             raise RecordingError(f"{edf_path.name}: annotation file {xml_path.name} not found in "
@@ -258,13 +269,13 @@ class ShhsCorpus(Corpus):
     def fold_of(self, subject: str) -> int:
         if self.selected is not None and subject not in self.selected:
             return 0
-        if not str(subject).isdigit():
-            return 0
-        number = int(subject) - NSRRID_BASE
-        for fold, (low, high) in FOLD_RANGES.items():
-            if low <= number <= high:
-                return fold
-        return 0
+        return super().fold_of(subject)
+
+    def subject_number(self, subject: str) -> int:
+        return subject_digits(subject, r"(?:shhs1-)?(\d{6})")
+
+    def subject_id(self, number: int) -> str:
+        return str(number)
 
 
-CORPUS = ShhsCorpus()
+CORPUS = Shhs()

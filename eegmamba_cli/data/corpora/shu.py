@@ -1,4 +1,4 @@
-"""Shu et al. 2022 motor imagery (Ma et al. 2022, MOABB `Ma2022`): left vs right hand (DATASETS.md §7).
+"""Shu et al. 2022 motor imagery (Ma et al. 2022, MOABB `Ma2022`): left vs right hand.
 
 Layout: `mat/sub-001_ses-01_task_motorimagery_eeg.mat … sub-025_ses-05_…` (the figshare v1 `mat.zip`),
 under the raw folder or the raw folder itself. Each MAT v5 file holds `data` (n_trials, 32, 1000) in µV at
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef, fold_from_table
+from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef, subject_digits
 
 SFREQ = 250.0
 WINDOW_S = 4.0
@@ -60,7 +60,7 @@ def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data, labels
 
 
-class ShuCorpus(Corpus):
+class Shu(Corpus):
     info = CorpusInfo(
         name="shu",
         title="Shu (Ma et al. 2022) two-class motor imagery",
@@ -74,6 +74,7 @@ class ShuCorpus(Corpus):
         licence="CC BY 4.0",
         citation="Ma et al. 2022, Scientific Data 9:531, doi:10.1038/s41597-022-01647-1",
         raw_hint="mat/sub-XXX_ses-YY_task_motorimagery_eeg.mat, from mat.zip of figshare version 1",
+        index=6, display_name="Shu", folds=FOLDS,
     )
 
     def find_recordings(self, raw: Path, subjects: set[str] | None = None) -> list[RecordingRef]:
@@ -90,7 +91,7 @@ class ShuCorpus(Corpus):
                                          paths=[path]))
         return refs
 
-    def read(self, ref: RecordingRef, options: dict | None = None) -> Recording:
+    def read(self, ref: RecordingRef) -> Recording:
         path = ref.paths[0]
         data, labels = _load(path)
         if data.shape[1] != len(FILE_CHANNELS):
@@ -107,10 +108,11 @@ class ShuCorpus(Corpus):
                   for i, label in enumerate(labels)]
         return Recording(ref, pieces)
 
-    def fold_of(self, subject: str) -> int:
-        match = re.fullmatch(r"sub-(\d{3})", str(subject))
-        number = int(match.group(1)) if match else -1
-        return fold_from_table(number, FOLDS)
+    def subject_number(self, subject: str) -> int:
+        return subject_digits(subject, r"sub-(\d{3})")
+
+    def subject_id(self, number: int) -> str:
+        return f"sub-{number:03d}"
 
 
-CORPUS = ShuCorpus()
+CORPUS = Shu()

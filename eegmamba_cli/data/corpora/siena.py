@@ -1,4 +1,4 @@
-"""Siena Scalp EEG Database 1.0.0 (DATASETS.md §1): seizure detection, 29 channels, 512 Hz, 4-s windows.
+"""Siena Scalp EEG Database 1.0.0: seizure detection, 29 channels, 512 Hz, 4-s windows.
 
 Layout under the raw folder: `PNxx/PNxx-k.edf` and `PNxx/Seizures-list-PNxx.txt`. Seizure times in the
 lists are wall-clock; they become offsets from the EDF *header* start time, modulo 24 h (recordings
@@ -7,24 +7,24 @@ cross midnight). Every quirk of the lists is fixed by one table, `CORRECTIONS`, 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-
+from typing import Callable
 
 from ...console import UserError
-from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
+from ..base import Corpus, CorpusInfo, PhysioNet, Piece, Recording, RecordingError, RecordingRef
 from ..edf import EdfSignals, match_channels, read_header
 from ..signal import check_fraction, fixed_windows, overlap_labels
 
-# EEGMAMBA.md §11, in the order the model sees them (old 10-20 names, as in the Siena files).
+# In the order the model sees them (old 10-20 names, as in the Siena files).
 CHANNELS = ("Fp1", "F3", "C3", "P3", "O1", "F7", "T3", "T5", "Fc1", "Fc5", "Cp1", "Cp5", "F9", "Fz", "Cz",
             "Pz", "Fp2", "F4", "C4", "P4", "O2", "F8", "T4", "T6", "Fc2", "Fc6", "Cp2", "Cp6", "F10")
 # New 10-20 names accepted for the old ones the spec uses.
 ALIASES = {"T7": "T3", "T8": "T4", "P7": "T5", "P8": "T6"}
 # Patients left out of every run, with the reason (the paper drops PN10).
 EXCLUDED = {"PN10": "has only 20 EEG electrodes (excluded by the paper)"}
-# EEGMAMBA.md §12, with the printed "15" dropped (no PN15 exists; decision 21).
-FOLDS = {0: 1, 1: 1, 3: 1, 5: 2, 6: 2, 7: 2, 9: 3, 11: 3, 12: 3, 13: 4, 14: 4, 16: 5, 17: 5, 10: 0}
+# The paper's fold table (patient numbers), with its printed "15" dropped: no PN15 exists. PN10 is in none.
+FOLDS = {1: (0, 1, 3), 2: (5, 6, 7), 3: (9, 11, 12), 4: (13, 14), 5: (16, 17)}
 DAY = 86400
 
 
@@ -37,7 +37,7 @@ class Correction:
     file: str | None = None  # only inside blocks about this (corrected) file
 
 
-# Every known defect of the seizure lists (DATASETS.md §1 "Pitfalls"), applied in order.
+# Every known defect of the seizure lists, applied in order.
 CORRECTIONS: tuple[Correction, ...] = (
     Correction("file", r"PN01\.edf", "PN01-1.edf", "PN01's only file is PN01-1.edf"),
     Correction("file", r"PNO(\d.*)", r"PN0\1", "letter O typed for a zero (PNO6-...)"),
@@ -154,7 +154,7 @@ def _clock(seconds: int) -> str:
 
 
 def canonical_subject(text: str) -> str:
-    """'PN00', 'pn0', '0', '00' -> 'PN00'. The paper's '15' is a typo and refused (spec §12)."""
+    """'PN00', 'pn0', '0', '00' -> 'PN00'. The paper's '15' is a typo and refused."""
     m = re.fullmatch(r"(?:PN)?(\d{1,2})", text.strip(), re.IGNORECASE)
     if not m:
         raise UserError(f"siena: {text!r} is not a patient id (PN00 ... PN17)")
@@ -165,20 +165,36 @@ def canonical_subject(text: str) -> str:
     return f"PN{number:02d}"
 
 
+def select_files(sums: dict[str, str], subjects: set[str] | None, read_index: Callable, options) -> list[str]:
+    """The PhysioNet files to download: every patient folder (PN10 only when asked for by name)."""
+    wanted = {canonical_subject(s) for s in subjects} if subjects else None
+    chosen = [n for n in ("RECORDS", "subject_info.csv", "LICENSE.txt") if n in sums]
+    for name in sorted(sums):
+        folder = name.split("/")[0].upper()
+        if "/" in name and re.fullmatch(r"PN\d\d", folder):
+            if (wanted and folder in wanted) or (not wanted and folder not in EXCLUDED):
+                chosen.append(name)
+    return chosen
+
+
 class Siena(Corpus):
     info = CorpusInfo(
         name="siena", title="Siena Scalp EEG Database 1.0.0", task="seizure", channels=CHANNELS,
         native_sfreq=512.0, window_s=4.0, class_names=("non-seizure", "seizure"), access="open",
         url="https://physionet.org/content/siena-scalp-eeg/1.0.0/", licence="CC BY 4.0",
         citation="Detti et al. 2020, Processes 8(7):846; Goldberger et al. 2000 (PhysioNet)",
-        raw_hint="PNxx/PNxx-k.edf and PNxx/Seizures-list-PNxx.txt")
+        raw_hint="PNxx/PNxx-k.edf and PNxx/Seizures-list-PNxx.txt",
+        index=0, display_name="Siena", folds=FOLDS, download=PhysioNet("siena-scalp-eeg", select_files))
 
-    def default_options(self) -> dict:
-        return {"min_ictal_fraction": 0.5}
+    @dataclass(frozen=True)
+    class Options:
+        min_ictal_fraction: float = field(default=0.5, metadata={
+            "help": "share of a window inside a seizure for the window to count as seizure, in (0, 1]"})
 
-    def configure(self, raw: Path, options: dict) -> "Siena":
-        check_fraction("min_ictal_fraction", options.get("min_ictal_fraction", 0.5))
-        return self
+        def __post_init__(self):
+            check_fraction("min_ictal_fraction", self.min_ictal_fraction)
+
+    options = Options()
 
     def find_recordings(self, raw: Path, subjects: set[str] | None = None) -> list[RecordingRef]:
         wanted = {canonical_subject(s) for s in subjects} if subjects else None
@@ -197,8 +213,7 @@ class Siena(Corpus):
                                          paths=[edf] + lists[:1]))
         return sorted(refs, key=lambda r: (r.subject, _natural(r.session)))
 
-    def read(self, ref: RecordingRef, options: dict | None = None) -> Recording:
-        options = {**self.default_options(), **(options or {})}
+    def read(self, ref: RecordingRef) -> Recording:
         edf = ref.paths[0]
         if len(ref.paths) < 2:
             raise RecordingError(f"{edf.name}: no Seizures-list-{ref.subject}.txt beside it")
@@ -229,12 +244,15 @@ class Siena(Corpus):
                     f"recording ({_clock(t0)}-{_clock(t0 + int(duration))})")
             intervals.append((onset, min(end, duration)))
         starts = fixed_windows(duration, self.info.window_s)
-        labels = overlap_labels(starts, self.info.window_s, intervals, float(options["min_ictal_fraction"]))
+        labels = overlap_labels(starts, self.info.window_s, intervals, self.options.min_ictal_fraction)
         piece = Piece(signals, signals.sfreq, list(zip(starts.tolist(), labels.tolist())))
         return Recording(ref, [piece], sorted(set(notes)))
 
-    def fold_of(self, subject: str) -> int:
-        return FOLDS.get(int(canonical_subject(subject)[2:]), 0)
+    def subject_number(self, subject: str) -> int:
+        return int(canonical_subject(subject)[2:])
+
+    def subject_id(self, number: int) -> str:
+        return f"PN{number:02d}"
 
 
 def _patient_folders(raw: Path) -> list[Path]:

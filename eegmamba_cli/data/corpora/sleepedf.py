@@ -1,4 +1,4 @@
-"""Sleep-EDF Expanded 1.0.0, SleepEDF-20 subset (DATASETS.md §3): sleep staging, Fpz-Cz, 100 Hz, 30-s epochs.
+"""Sleep-EDF Expanded 1.0.0, SleepEDF-20 subset: sleep staging, Fpz-Cz, 100 Hz, 30-s epochs.
 
 Layout under the raw folder: `sleep-cassette/SC4ssNx0-PSG.edf` + `sleep-cassette/SC4ssNyy-Hypnogram.edf`
 (or the same files directly in the raw folder). SleepEDF-20 = cassette subjects 00-19, 39 nights.
@@ -7,18 +7,21 @@ Layout under the raw folder: `sleep-cassette/SC4ssNx0-PSG.edf` + `sleep-cassette
 * Only `EEG Fpz-Cz` is read, at its native 100 Hz (the reader never upsamples).
 * The hypnogram is read as annotations only (it has no data signal). Stage runs are expanded into 30-s
   epochs aligned to the run onsets; labels are cropped to the recording (hypnograms outlast the PSG).
-* Wake trimming [D]: keep epochs within 30 min of the first and last sleep epoch. A night without any
+* Wake trimming (option `trim_wake`): keep epochs within 30 min of the first and last sleep epoch. A night without any
   sleep epoch keeps nothing under trimming and is skipped with that reason; `trim_wake=false` keeps it.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from ...console import UserError
-from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
+from ..base import (Corpus, CorpusError, CorpusInfo, DownloadError, PhysioNet, Piece, Recording, RecordingError,
+                    RecordingRef, subject_digits)
 from ..edf import EdfSignals, match_channels, read_annotations, read_header
 
 CHANNEL = "EEG Fpz-Cz"
@@ -28,7 +31,7 @@ STAGES = {"Sleep stage W": 0, "Sleep stage 1": 1, "Sleep stage 2": 2, "Sleep sta
           "Sleep stage 4": 3, "Sleep stage R": 4}
 DROPPED = {"Sleep stage ?", "Movement time"}
 SUBJECTS = range(0, 20)  # SleepEDF-20
-FOLDS = {ss: ss // 4 + 1 for ss in SUBJECTS}  # spec §12: 0-3 -> 1, 4-7 -> 2, ... 16-19 -> 5
+FOLDS = {fold: range(4 * fold - 4, 4 * fold) for fold in range(1, 6)}  # 0-3 -> 1, 4-7 -> 2, ... 16-19 -> 5
 _PSG = re.compile(r"(SC4(\d\d)(\d))[A-Z]0-PSG\.edf", re.IGNORECASE)
 _HYP = re.compile(r"(SC4\d\d\d)[A-Z][A-Z]-Hypnogram\.edf", re.IGNORECASE)
 
@@ -69,16 +72,50 @@ def trim_wake(starts: np.ndarray, labels: np.ndarray, minutes: float = 30.0) -> 
     return (starts >= first - margin - 1e-6) & (starts <= last + margin + 1e-6)
 
 
+def select_files(sums: dict[str, str], subjects: set[str] | None, read_index: Callable, options) -> list[str]:
+    """The PhysioNet files to download: the SleepEDF-20 PSG + hypnogram pairs listed in RECORDS-v1."""
+    wanted = {canonical_subject(s) for s in subjects} if subjects else {f"{n:02d}" for n in SUBJECTS}
+    chosen = [n for n in ("RECORDS", "RECORDS-v1", "SC-subjects.xls") if n in sums]
+    hypnograms: dict[str, list[str]] = {}
+    for name in sums:
+        m = re.fullmatch(r"sleep-cassette/(SC4\d\d\d)[A-Z][A-Z]-Hypnogram\.edf", name)
+        if m:
+            hypnograms.setdefault(m.group(1), []).append(name)
+    # RECORDS-v1 = the original release: its 39 cassette PSGs are SleepEDF-20.
+    for line in read_index("RECORDS-v1").split():
+        m = re.fullmatch(r"(SC4(\d\d)\d)[A-Z]0-PSG\.edf", Path(line).name)
+        if not m or m.group(2) not in wanted:
+            continue
+        psg = f"sleep-cassette/{Path(line).name}"
+        if psg not in sums:
+            raise DownloadError(f"RECORDS-v1 lists {line}, which SHA256SUMS.txt does not")
+        if m.group(1) not in hypnograms:
+            raise DownloadError(f"SHA256SUMS.txt has no hypnogram for {psg}")
+        chosen += [psg] + sorted(hypnograms[m.group(1)])
+    return chosen
+
+
 class SleepEdf(Corpus):
     info = CorpusInfo(
         name="sleepedf", title="Sleep-EDF Expanded 1.0.0 (SleepEDF-20)", task="sleep", channels=("Fpz-Cz",),
         native_sfreq=100.0, window_s=EPOCH_S, class_names=("W", "N1", "N2", "N3", "REM"), access="open",
         url="https://physionet.org/content/sleep-edfx/1.0.0/", licence="ODC-By 1.0",
         citation="Kemp et al. 2000, IEEE TBME 47(9):1185-1194; Goldberger et al. 2000 (PhysioNet)",
-        raw_hint="sleep-cassette/SC4ssNx0-PSG.edf + sleep-cassette/SC4ssNyy-Hypnogram.edf")
+        raw_hint="sleep-cassette/SC4ssNx0-PSG.edf + sleep-cassette/SC4ssNyy-Hypnogram.edf",
+        index=2, display_name="SleepEDF-20", aliases=("sleepedf20",), folds=FOLDS,
+        download=PhysioNet("sleep-edfx", select_files))
 
-    def default_options(self) -> dict:
-        return {"trim_wake": True, "trim_minutes": 30.0}
+    @dataclass(frozen=True)
+    class Options:
+        trim_wake: bool = field(default=True, metadata={
+            "help": "keep only the epochs within trim_minutes of the first and last sleep epoch"})
+        trim_minutes: float = field(default=30.0, metadata={"help": "the wake margin kept by trim_wake"})
+
+        def __post_init__(self):
+            if self.trim_minutes < 0:
+                raise CorpusError(f"sleepedf: option trim_minutes must be >= 0, not {self.trim_minutes:g}")
+
+    options = Options()
 
     def find_recordings(self, raw: Path, subjects: set[str] | None = None) -> list[RecordingRef]:
         wanted = {canonical_subject(s) for s in subjects} if subjects else None
@@ -101,8 +138,7 @@ class SleepEdf(Corpus):
                                          paths=[p] + hypnograms.get(m.group(1).upper(), [])))
         return sorted(refs, key=lambda r: r.id)
 
-    def read(self, ref: RecordingRef, options: dict | None = None) -> Recording:
-        options = {**self.default_options(), **(options or {})}
+    def read(self, ref: RecordingRef) -> Recording:
         psg = ref.paths[0]
         if len(ref.paths) == 1:
             raise RecordingError(f"{psg.name}: no hypnogram {psg.name[:6]}??-Hypnogram.edf beside it")
@@ -128,18 +164,20 @@ class SleepEdf(Corpus):
             raise RecordingError(f"{hyp.name}: no scored epoch falls inside {psg.name} "
                                  f"({duration:g} s); the hypnogram does not match the recording")
         starts, labels = starts[inside], labels[inside]
-        if options["trim_wake"]:
-            keep = trim_wake(starts, labels, float(options["trim_minutes"]))
+        if self.options.trim_wake:
+            keep = trim_wake(starts, labels, self.options.trim_minutes)
             if not keep.any():
                 raise RecordingError(f"{psg.name}: no sleep epoch, so wake trimming keeps nothing "
-                                     "(--option trim_wake=false keeps the wake epochs)")
+                                     "(option trim_wake=false keeps the wake epochs)")
             starts, labels = starts[keep], labels[keep]
         piece = Piece(signals, signals.sfreq, list(zip(starts.tolist(), labels.tolist())))
         return Recording(ref, [piece])
 
-    def fold_of(self, subject: str) -> int:
-        digits = re.sub(r"\D", "", subject)
-        return FOLDS.get(int(digits), 0) if digits else 0
+    def subject_number(self, subject: str) -> int:
+        return subject_digits(subject, r"(?:SC4)?(\d{1,2})")
+
+    def subject_id(self, number: int) -> str:
+        return f"{number:02d}"
 
 
 def _folders(raw: Path) -> list[Path]:
