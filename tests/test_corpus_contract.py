@@ -131,7 +131,7 @@ def test_unknown_option_is_refused_with_the_known_ones(corpus):
 def test_mistyped_option_names_the_key(corpus):
     types = typing.get_type_hints(corpus.Options)
     key = next(f.name for f in dataclasses.fields(corpus.Options) if types[f.name] in (bool, float, int))
-    with pytest.raises(CorpusError, match=f"{corpus.info.name}: option {key}='banana' should be"):
+    with pytest.raises(CorpusError, match=f"^{corpus.info.name}: option {key}=banana should be "):
         parse_options(corpus, {key: "banana"})
 
 

@@ -84,7 +84,7 @@ def test_label_options(raw, options, s01, s07):
 @pytest.mark.parametrize("options, message", [
     ({"dimension": "happiness"}, r"^deap: option dimension must be one of valence, arousal, dominance, liking, "
                                  r"not 'happiness'$"),
-    ({"threshold": "high"}, r"^deap: option threshold='high' should be a number$")])
+    ({"threshold": "high"}, r"^deap: option threshold=high should be a number$")])
 def test_bad_options_are_user_errors(options, message):
     with pytest.raises(UserError, match=message):
         parse_options(CORPUS, options)

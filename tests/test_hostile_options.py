@@ -60,7 +60,7 @@ CASES = {  # name: (arguments with {b} for the base folder, text expected in the
     "preprocess custom --window 0.001": ("preprocess custom --raw {b}/raw --out {b}/p5 --workers 1 --window 0.001 "
                                          "--labels a,b", "--window must be finite and at least one sample"),
     "preprocess custom --stride 1e-9": ("preprocess custom --raw {b}/raw --out {b}/p6 --workers 1 --stride 1e-9 "
-                                        "--labels a,b", "--stride 0 (= the window) or at least one sample"),
+                                        "--labels a,b", "--stride must be 0 (= the window) or at least one sample"),
 }
 
 

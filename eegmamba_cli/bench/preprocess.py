@@ -50,12 +50,13 @@ def _job(edf: str) -> int:
     """One recording through the real reader and pipeline (module-level: picklable for spawn)."""
     from ..data.base import RecordingRef
     from ..data.corpora.chbmit import CORPUS
+    from ..data.options import options_record
     from ..data.pipeline import PreprocessParams, process_recording
 
     path = Path(edf)
     ref = RecordingRef(id=path.stem, subject="chb01", session="01",
                        paths=[path, path.with_name("chb01-summary.txt")])
-    result = process_recording(CORPUS, ref, PreprocessParams(options=CORPUS.default_options()))
+    result = process_recording(CORPUS, ref, PreprocessParams(options=options_record(CORPUS.options)))
     return int(result.windows.shape[0])
 
 

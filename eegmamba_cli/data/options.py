@@ -52,29 +52,32 @@ def _coerce(corpus: str, key: str, value, kind):
         kind = next(a for a in typing.get_args(kind) if a is not type(None))
         if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
             return None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise CorpusError(f"{corpus}: option {key}={value!r} must be a finite number")
     text = str(value).strip()
     if kind is bool:
         if isinstance(value, bool):
             return value
-        if text.lower() in _TRUE:
-            return True
-        if text.lower() in _FALSE:
-            return False
+        if text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
     elif kind in (int, float) and not isinstance(value, bool):
-        try:
-            number = kind(value) if not isinstance(value, str) else kind(text)
-        except (TypeError, ValueError):
-            number = None
-        if number is not None and (kind is int or math.isfinite(number)):
-            if kind is int and isinstance(value, float) and value != number:
-                number = None  # 2.5 is not an int
-            else:
-                return number
+        number = _number(value, kind)
+        if isinstance(number, float) and not math.isfinite(number):
+            raise CorpusError(f"{corpus}: option {key}={text} must be a finite number")
+        if number is not None:
+            return number
     elif kind is str:
         return text
-    raise CorpusError(f"{corpus}: option {key}={value!r} should be {_article(kind)}")
+    raise CorpusError(f"{corpus}: option {key}={text} should be {_article(kind)}")
+
+
+def _number(value, kind):
+    """`value` as an int or float, or None; 2.5 is not an int."""
+    try:
+        number = kind(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        return None
+    if kind is int and isinstance(value, float) and value != number:
+        return None
+    return number
 
 
 def _article(kind) -> str:
