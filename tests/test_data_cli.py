@@ -159,3 +159,16 @@ def test_no_strict_really_turns_strict_off_and_progress_bar_runs(tmp_path):
     assert strict.exit_code == 1 and "(stopped: --strict)" in strict.output
     relaxed = run("preprocess", "chbmit", "--raw", raw, "--out", tmp_path / "b", "--strict", "--no-strict")
     assert relaxed.exit_code == 0 and "skipped: chb01_05.edf: missing 5 of 23 channels" in relaxed.output
+
+
+def test_cli_words_library_errors_with_its_flags(tmp_path):
+    """The library names options and folders; the command names its flags."""
+    write_sleepedf(tmp_path / "raw" / "sleepedf")
+    assert run("preprocess", "sleepedf", "--root", tmp_path, "--no-progress").exit_code == 0
+    result = run("preprocess", "sleepedf", "--root", tmp_path, "--normalize", "none", "--no-progress")
+    assert result.exit_code == 1
+    assert "other preprocessing parameters; pass --overwrite to replace it or choose another --out" in result.output
+    result = run("preprocess", "siena", "--root", tmp_path, "--no-progress")
+    assert result.exit_code == 1 and "run `eegmamba download siena` or pass --raw" in result.output
+    result = run("preprocess", "sleepedf", "--root", tmp_path, "--option", "trim_wake=maybe")
+    assert result.exit_code == 1 and "sleepedf: option trim_wake=maybe should be true or false" in result.output

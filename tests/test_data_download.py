@@ -227,3 +227,20 @@ def test_agreement_corpora_print_instructions(tmp_path):
     assert result.exit_code == 0 and "nothing downloaded" in result.output
     result = runner.invoke(app, ["download", "custom", "--root", str(tmp_path)])
     assert result.exit_code == 1 and "nothing to download" in result.output
+
+
+@pytest.mark.parametrize("spelling", [["--all-files"], ["--option", "files=all"], ["-o", "files=all"]])
+def test_all_files_is_the_corpus_option_files(chb_tree, tmp_path, spelling):
+    """`--all-files` is a shorthand for chbmit's option files=all, the option preprocess reads too."""
+    root = tmp_path / "data"
+    result = download(chb_tree, root, *spelling)
+    assert result.exit_code == 0, result.output
+    assert (root / "raw" / "chbmit" / "chb01" / "chb01_01.edf").read_bytes() == chb_tree.files["chb01/chb01_01.edf"]
+
+
+def test_download_options_are_checked_like_preprocess_options(chb_tree, tmp_path):
+    result = download(chb_tree, tmp_path / "data", "--option", "files=some")
+    assert result.exit_code == 1
+    assert "chbmit: option files must be one of seizures, all, not 'some'" in result.output
+    result = download(chb_tree, tmp_path / "data", "--option", "nope=1")
+    assert result.exit_code == 1 and "chbmit: unknown option(s) nope; known: crosscheck, files," in result.output

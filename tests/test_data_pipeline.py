@@ -123,7 +123,7 @@ def test_workers_give_the_same_cache(tmp_path):
 def test_other_parameters_refused_then_overwrite(tmp_path):
     raw = write_siena(tmp_path / "raw")
     preprocess_corpus("siena", raw, tmp_path / "c", progress=False)
-    with pytest.raises(UserError, match="other preprocessing parameters; pass --overwrite"):
+    with pytest.raises(UserError, match="other preprocessing parameters; overwrite it or choose another cache folder$"):
         preprocess_corpus("siena", raw, tmp_path / "c", normalize="none", progress=False)
     report = preprocess_corpus("siena", raw, tmp_path / "c", normalize="none", overwrite=True, progress=False)
     assert len(report.processed) == 3

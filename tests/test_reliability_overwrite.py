@@ -99,7 +99,7 @@ def test_overwrite_killed_at_every_step_of_the_clearing(setup, tmp_path, monkeyp
             preprocess_corpus("chbmit", raw, out, options={"files": "all"}, normalize="none", progress=False)
             ok = ok and tree_hashes(out / "chbmit", skip=(".lock",)) == fresh
         except UserError as err:
-            assert "--overwrite" in str(err)
+            assert "overwrite it" in str(err)
             refused += 1
         preprocess_corpus("chbmit", raw, out, options={"files": "all"}, normalize="none", overwrite=True,
                           progress=False)

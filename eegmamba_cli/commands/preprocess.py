@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..console import UserError, console, handle_errors
 from ..data.base import OptionError
+from ..data.cache import CacheMismatch
 from ..data.options import parse_options
 from ..data.pipeline import PreprocessReport, RawFolderMissing, StoppedStrict, preprocess_corpus
 from ..data.registry import canonical_name, data_root, get_corpus, registered
@@ -106,6 +107,9 @@ def main(
                         f"(expected layout: {err.info.raw_hint or 'see docs/datasets.md'})") from None
     except StoppedStrict as err:
         raise UserError(f"{err} (stopped: --strict)") from None
+    except CacheMismatch as err:
+        raise UserError(f"{err.directory}: holds a cache made with other preprocessing parameters; pass "
+                        "--overwrite to replace it or choose another --out") from None
     except OptionError as err:  # raised while binding (the custom corpus's labels and channels)
         raise UserError(cli_wording(key, err)) from None
     print_summary(report)

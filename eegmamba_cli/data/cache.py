@@ -38,6 +38,15 @@ def _check_recording_id(recording: str) -> str:
     return recording
 
 
+class CacheMismatch(UserError):
+    """The cache folder holds windows made with other parameters; the caller decides to overwrite."""
+
+    def __init__(self, directory: Path):
+        super().__init__(f"{directory}: holds a cache made with other preprocessing parameters; overwrite it "
+                         "or choose another cache folder")
+        self.directory = directory
+
+
 class CacheWriter:
     """Writes one dataset's cache recording by recording; resumable and atomic."""
 
@@ -64,9 +73,7 @@ class CacheWriter:
         stamp = self.directory / "fingerprint.txt"
         if stamp.exists() and stamp.read_text().strip() != self.meta["fingerprint"]:
             if not overwrite:
-                raise UserError(
-                    f"{self.directory}: holds a cache made with other preprocessing parameters; "
-                    "pass --overwrite to replace it or choose another --out")
+                raise CacheMismatch(self.directory)
             # markers before the data they vouch for: "finished", then "recording done", then arrays
             for name in ("info.json", "manifest.parquet"):
                 (self.directory / name).unlink(missing_ok=True)
@@ -163,7 +170,7 @@ class WindowCache:
         if problems or missing:
             what = ", ".join([f"info.json: {k}" for k in problems] + [f"manifest: {c}" for c in missing])
             raise UserError(f"{self.directory}: damaged cache (missing or malformed {what}); preprocess "
-                            "again with --overwrite")
+                            "again, overwriting the cache")
 
     # --- metadata ---------------------------------------------------------------------------
     @property
@@ -218,8 +225,8 @@ class WindowCache:
             needed = int(self._rows_needed.get(recording, 0))
             if array.dtype != np.float32 or array.ndim != 3 or array.shape[1:] != expected or array.shape[0] < needed:
                 raise UserError(f"{path}: damaged window array ({array.dtype} {array.shape}; the manifest needs "
-                                f"float32 ({needed}, {expected[0]}, {expected[1]})); preprocess again with "
-                                "--overwrite")
+                                f"float32 ({needed}, {expected[0]}, {expected[1]})); preprocess again, "
+                                "overwriting the cache")
             self._maps[recording] = array
         return self._maps[recording]
 
