@@ -51,6 +51,11 @@ def test_datasets_table_and_json(tmp_path, monkeypatch):
     assert rows["chbmit"]["channels"] == 23 and rows["chbmit"]["raw"] == "no"
     assert rows["sleepedf"]["cache"] == "10" and rows["sleepedf"]["window_samples"] == 6000
     assert rows["deap"]["title"] == "reader not installed"
+    assert {o["key"]: o["default"] for o in rows["chbmit"]["options"]} == {
+        "files": "seizures", "merge_chb21_into_chb01": "false", "min_ictal_fraction": "0.5", "crosscheck": "true"}
+    assert rows["chbmit"]["download"] == "https://physionet.org/files/chbmit/1.0.0/"
+    assert rows["shhs"]["download"] is None
+    assert rows["custom"]["task"] == "custom"
 
 
 def test_preprocess_summary_and_flags(tmp_path):

@@ -74,11 +74,6 @@ def get_corpus(name: str) -> Corpus:
     return corpora_[key]
 
 
-def all_corpora() -> list[Corpus]:
-    """The paper's eight corpora, in the model's index order."""
-    return paper_corpora()
-
-
 def dataset_specs() -> tuple[DatasetSpec, ...]:
     """The model's dataset specs of the paper corpora, in index order (the checkpoint key order)."""
     return tuple(DatasetSpec(c.info.name, len(c.info.channels), len(c.info.class_names), c.info.task)

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from ...console import UserError
-from ..base import (Corpus, CorpusInfo, DownloadError, PhysioNet, Piece, Recording, RecordingError, RecordingRef, check_choice,
-                    subject_digits)
+from ..base import (Corpus, CorpusInfo, DownloadError, PhysioNet, Piece, Recording, RecordingError, RecordingRef,
+                    check_choice, subject_digits)
 from ..edf import EdfSignals, match_channels, read_header
 from ..signal import check_fraction, fixed_windows, overlap_labels
 
