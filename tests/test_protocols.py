@@ -77,6 +77,13 @@ def test_no_leakage(protocol, grouping, covers):
         assert_each_row_tested_once(table, folds)
 
 
+def test_subject_order_is_natural_and_total():
+    table = study(n_subjects=1, sessions=("1",), runs=("1",))
+    table = pd.concat([table.assign(subject=s) for s in ("S10", "S2", "S02", "s1")], ignore_index=True)
+    folds = make_folds(Protocol("loso"), table)
+    assert [f.holds_out["subjects"] for f in folds] == [["S02"], ["S2"], ["S10"], ["s1"]]
+
+
 def test_held_out_by_subject_and_session_leaves_the_mixed_rows_unused():
     table = study()
     [fold] = make_folds(Protocol("held-out", test_subjects=("S001",), test_sessions=("2",)), table)
@@ -225,6 +232,13 @@ BAD_ARGUMENTS = [
     (dict(test_subjects="S001,,S002"), r"^test subjects: empty name in 'S001,,S002'$"),
     (dict(test_sessions="1,2,1"), r"^test sessions: 1 given twice$"),
 ]
+
+
+def test_protocol_built_directly_is_checked_too():
+    with pytest.raises(ProtocolError, match=r"^test subjects must be a tuple of non-empty names, got 'S001'$"):
+        Protocol("held-out", test_subjects="S001")
+    with pytest.raises(ProtocolError, match=r"^folds must be a whole number of at least 2, got True$"):
+        Protocol("within-subject", n_folds=True)
 
 
 @pytest.mark.parametrize("kwargs,message", BAD_ARGUMENTS, ids=[m[:40] for _, m in BAD_ARGUMENTS])

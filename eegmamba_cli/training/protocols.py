@@ -135,6 +135,9 @@ def _check_protocol(p: Protocol) -> None:
         raise ProtocolError(f"seed must be a whole number from 0 to {_MAX_SEED}, got {p.seed!r}")
     if not (isinstance(p.val_fraction, (int, float)) and 0 <= p.val_fraction <= MAX_VAL_FRACTION):
         raise ProtocolError(f"validation fraction must be from 0 to {MAX_VAL_FRACTION}, got {p.val_fraction!r}")
+    for what, names in (("test subjects", p.test_subjects), ("test sessions", p.test_sessions)):
+        if not isinstance(names, tuple) or not all(isinstance(n, str) and n for n in names):
+            raise ProtocolError(f"{what} must be a tuple of non-empty names, got {names!r}")
     if p.test_subjects and p.name != "held-out":
         raise ProtocolError(f"test subjects fix the test part, which protocol {p.name} chooses itself; "
                             "use protocol held-out")
@@ -174,14 +177,11 @@ def _read_table(table: pd.DataFrame) -> _Windows:
                             f"(it needs {', '.join(REQUIRED_COLUMNS)}; {', '.join(OPTIONAL_COLUMNS)} optional)")
     if len(table) == 0:
         raise ProtocolError("window table is empty")
-    keys = {}
     for column in REQUIRED_COLUMNS + OPTIONAL_COLUMNS + ("fold",):
-        if column not in table.columns:
-            continue
-        n_missing = int(table[column].isna().sum())
+        n_missing = int(table[column].isna().sum()) if column in table.columns else 0
         if n_missing:
             raise ProtocolError(f"window table: column {column} has {n_missing} missing value(s)")
-        keys[column] = table[column].astype(str).to_numpy()
+    keys = {c: table[c].astype(str).to_numpy() for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if c in table.columns}
     session = keys.get("session", np.full(len(table), ""))
     run = keys.get("run", np.full(len(table), ""))
     unit_name = "session" if len(np.unique(session)) > 1 else "run"
@@ -434,8 +434,9 @@ def _sorted_names(values: Iterable[str]) -> list[str]:
 
 
 def _natural_key(name: str) -> tuple:
+    # The name itself breaks ties ("S1" / "S01"), so the order never depends on set iteration order.
     return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
-                 for part in re.split(r"(\d+)", name) if part)
+                 for part in re.split(r"(\d+)", name) if part), name
 
 
 def _listing(names: Sequence[str], limit: int = 8) -> str:
