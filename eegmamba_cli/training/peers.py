@@ -1,0 +1,106 @@
+"""Peer baselines fitted on exactly the windows and folds that EEGMamba is evaluated on.
+
+Two established methods without deep learning, so a study can tell what EEGMamba adds:
+* `minirocket`: aeon's MiniRocket, random dilated convolution kernels pooled into ~10,000 features, then a
+  ridge classifier whose penalty is chosen by leave-one-out cross-validation on the training windows;
+* `riemann`: pyriemann's Oracle-Approximating-Shrinkage spatial covariance of each window, mapped to the
+  tangent space at the training windows' Riemannian mean, then logistic regression (the classic
+  motor-imagery pipeline).
+
+Each peer is fitted on a fold's training and validation windows together: neither stops early or picks
+a checkpoint, so they have no use for a held-out validation part, and holding it back would only starve
+them. Each is scored on the fold's test windows with scikit-learn's metrics.
+
+Both need the optional extra: pip install "eegmamba[peers]".
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, cohen_kappa_score
+
+from .protocols import Fold
+
+PEERS = ("minirocket", "riemann")
+RESULT_COLUMNS = ("peer", "fold", "accuracy", "balanced_accuracy", "cohen_kappa",
+                  "fit_seconds", "predict_seconds", "n_train", "n_test")
+INSTALL_HINT = 'pip install "eegmamba[peers]"'
+
+
+class PeersUnavailable(ImportError):
+    """A peer's library is not installed (the optional `peers` extra)."""
+
+
+def run_peers(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold], class_names: Sequence[str], *,
+              seed: int = 0, peers: Sequence[str] = PEERS) -> pd.DataFrame:
+    """One row per (peer, fold) with RESULT_COLUMNS, for windows `X` (N, C, T) and class codes `y` (N,)."""
+    X, y = _check_inputs(X, y, folds, class_names, peers)
+    builders = {name: _builder(name) for name in peers}  # every missing library is reported before any fit
+    labels = list(range(len(class_names)))
+    rows = []
+    for name in peers:
+        for fold in folds:
+            train = np.concatenate([fold.train, fold.val])
+            model = builders[name](seed)
+            started = time.perf_counter()
+            model.fit(X[train], y[train])
+            fitted = time.perf_counter()
+            pred = np.asarray(model.predict(X[fold.test]))
+            done = time.perf_counter()
+            truth = y[fold.test]
+            rows.append({"peer": name, "fold": fold.number,
+                         "accuracy": accuracy_score(truth, pred),
+                         "balanced_accuracy": balanced_accuracy_score(truth, pred),
+                         "cohen_kappa": cohen_kappa_score(truth, pred, labels=labels),
+                         "fit_seconds": fitted - started, "predict_seconds": done - fitted,
+                         "n_train": len(train), "n_test": len(fold.test)})
+    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+
+
+def _check_inputs(X, y, folds, class_names, peers) -> tuple[np.ndarray, np.ndarray]:
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown or not peers:
+        raise ValueError(f"unknown peer(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(PEERS)}")
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if X.ndim != 3 or y.shape != (len(X),):
+        raise ValueError(f"windows must be (N, channels, samples) with one label each, got {X.shape} and {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= len(class_names):
+        raise ValueError(f"labels must be class codes 0..{len(class_names) - 1}, got values {np.unique(y)[:8]}")
+    if not folds:
+        raise ValueError("no folds to fit the peers on")
+    for fold in folds:
+        rows = np.concatenate([fold.train, fold.val, fold.test])
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(X)):
+            raise ValueError(f"fold {fold.number} indexes rows outside the {len(X)} windows")
+        classes = np.unique(y[np.concatenate([fold.train, fold.val])])
+        if len(fold.test) == 0 or len(classes) < 2:
+            raise ValueError(f"fold {fold.number}: needs test windows and at least two classes to train on")
+    return X, y
+
+
+def _builder(name: str) -> Callable[[int], object]:
+    """A function from a seed to an unfitted classifier with fit(X (N, C, T), y) and predict(X)."""
+    try:
+        if name == "minirocket":
+            from aeon.classification.convolution_based import MiniRocketClassifier
+
+            return lambda seed: MiniRocketClassifier(random_state=seed, n_jobs=1)
+        from pyriemann.estimation import Covariances
+        from pyriemann.tangentspace import TangentSpace
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import FunctionTransformer
+
+        # pyriemann estimates covariances in the input's precision; float32 sums over thousands of samples
+        # lose the small eigenvalues the Riemannian distance depends on.
+        as_float64 = FunctionTransformer(lambda X: np.asarray(X, dtype=np.float64))
+        return lambda seed: make_pipeline(as_float64, Covariances(estimator="oas"), TangentSpace(metric="riemann"),
+                                          LogisticRegression(max_iter=1000, random_state=seed))
+    except ImportError as error:
+        library = {"minirocket": "aeon", "riemann": "pyriemann"}[name]
+        raise PeersUnavailable(f"peer {name} needs {library} ({error.name or error} could not be imported); "
+                               f"{INSTALL_HINT}") from error
