@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import string
 from enum import Enum
 from typing import Iterator
 
@@ -22,7 +23,7 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 
 
 # The paper's ablations; models.ABLATIONS is the list (importing it here would load torch at start-up, so
-# tests/test_train_loop.py checks that the two agree).
+# tests/test_run_folder.py checks that the two agree).
 Ablation = _choices("Ablation", ("unidirectional", "no-moe", "vanilla-moe", "no-task-gate", "no-universal"))
 Select = _choices("Select", SELECTIONS)  # train: which checkpoint stands for a fold
 EvalSelect = _choices("EvalSelect", ("run", *SELECTIONS))  # evaluate: "run" keeps the run's own choice
@@ -46,6 +47,4 @@ def settings_as_flags(**special: str) -> Iterator[None]:
 
 
 def _placeholders(template: str) -> list[str]:
-    import string
-
     return [field for _, field, _, _ in string.Formatter().parse(template) if field]

@@ -80,7 +80,6 @@ def _evaluate(cfg: EvalConfig, run_folder: RunFolder, run: dict, device: torch.d
         else train_cfg.get("max_windows_per_dataset")
     rows, confusions, classes, caches = [], {}, {}, {}
     for folder in run_folder.folds():
-        fold = folder.number
         chosen = folder.pick(select)
         if chosen is None:
             console.print(f"[yellow]warning:[/] {folder.path}: no checkpoint yet; skipped")
@@ -95,25 +94,18 @@ def _evaluate(cfg: EvalConfig, run_folder: RunFolder, run: dict, device: torch.d
             name = record["name"]
             if name not in caches:
                 caches[name] = _open_cache(root, record)
-            cache = caches[name]
-            test = split_fold(cache, fold, val_fraction=train_cfg["val_fraction"], seed=train_cfg["seed"],
-                              max_windows=cap).test
+            test = split_fold(caches[name], folder.number, val_fraction=train_cfg["val_fraction"],
+                              seed=train_cfg["seed"], max_windows=cap).test
             if len(test) == 0:
-                console.print(f"[yellow]warning:[/] fold {fold} {name}: no test subjects; skipped")
+                console.print(f"[yellow]warning:[/] fold {folder.number} {name}: no test subjects; skipped")
                 continue
-            proba = probabilities(cache_logits(model, cache, test, d, cfg.batch_size, device))
-            y = cache.labels[test]
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", MissingClassWarning)
-                scores = classification_metrics(y, proba, record["class_names"], where=f"fold {fold} {name}")
-            for w in caught:
-                console.print(f"[yellow]warning:[/] {w.message}")
+            y, proba, scores = _score(model, d, record, caches[name], test, cfg.batch_size, device, folder.number)
             k = record["n_classes"]
             confusions[name] = confusions.get(name, 0) + confusion_matrix(y, proba.argmax(1), labels=list(range(k)))
             classes[name] = record["class_names"]
-            rows.append(dict(fold=fold, dataset=name, task=record.get("task", ""), n_windows=int(len(test)),
+            rows.append(dict(fold=folder.number, dataset=name, task=record.get("task", ""), n_windows=int(len(test)),
                              checkpoint=chosen.name, epoch=int(meta.get("epoch", 0)), **scores))
-            _write_predictions(folder.predictions_file(name), cache, test, y, proba)
+            _write_predictions(folder.predictions_file(name), caches[name], test, y, proba)
     if not rows:
         raise UserError(f"{cfg.run_dir}: no fold with a checkpoint and test windows to evaluate")
     results = _summarise(rows, run, select, cap)
@@ -123,6 +115,19 @@ def _evaluate(cfg: EvalConfig, run_folder: RunFolder, run: dict, device: torch.d
         save_confusion_png(run_folder.confusion_png(name), cm, classes[name],
                            f"{DISPLAY_NAMES.get(name, name)}: test fold(s) {', '.join(map(str, folds))}")
     return results
+
+
+def _score(model, d: int, record: dict, cache: WindowCache, test: np.ndarray, batch_size: int,
+           device: torch.device, fold: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(labels, probabilities, metrics) of head `d` on the test rows; a missing class is a warning."""
+    proba = probabilities(cache_logits(model, cache, test, d, batch_size, device))
+    y = cache.labels[test]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MissingClassWarning)
+        scores = classification_metrics(y, proba, record["class_names"], where=f"fold {fold} {record['name']}")
+    for w in caught:
+        console.print(f"[yellow]warning:[/] {w.message}")
+    return y, proba, scores
 
 
 def _write_predictions(path: Path, cache: WindowCache, rows: np.ndarray, y: np.ndarray, proba: np.ndarray) -> None:

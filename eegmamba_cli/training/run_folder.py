@@ -252,22 +252,25 @@ def resolve_model(path: str | Path, fold: int | None = None) -> Path:
     if not folds:
         raise UserError(f"{path}: not a checkpoint, fold or run folder (no {ckpt.META_FILE}, no "
                         f"{FOLD_PREFIX}K/)")
-    select = run.select()
-    if fold is not None:
-        chosen = [f for f in folds if f.number == fold]
-        if not chosen:
-            raise UserError(f"{path}: no {FOLD_PREFIX}{fold}/ (folds here: "
-                            f"{', '.join(str(f.number) for f in folds)})")
-        return _fold_checkpoint(chosen[0], select)
+    if fold is None:
+        return _best_fold_checkpoint(run, folds)
+    chosen = [f for f in folds if f.number == fold]
+    if not chosen:
+        raise UserError(f"{path}: no {FOLD_PREFIX}{fold}/ (folds here: {', '.join(str(f.number) for f in folds)})")
+    return _fold_checkpoint(chosen[0], run.select())
+
+
+def _best_fold_checkpoint(run: RunFolder, folds: list[FoldFolder]) -> Path:
+    """The chosen checkpoint of the fold with the lowest recorded validation loss."""
     candidates = []
     for folder in folds:
-        checkpoint = folder.pick(select)
+        checkpoint = folder.pick(run.select())
         if checkpoint is not None:
             loss = ckpt.read_meta(checkpoint)[1].get("best_val_loss")
             loss = float(loss) if isinstance(loss, (int, float)) and math.isfinite(loss) else math.inf
             candidates.append((loss, folder.number, checkpoint))
     if not candidates:
-        raise UserError(f"{path}: no fold has a checkpoint yet")
+        raise UserError(f"{run.path}: no fold has a checkpoint yet")
     loss, number, checkpoint = min(candidates, key=lambda c: (c[0], c[1]))
     if len(candidates) > 1:
         why = f"lowest validation loss {loss:.4f}" if math.isfinite(loss) else "lowest fold number"

@@ -1,9 +1,13 @@
-"""The training loop behind `eegmamba train`: folds, dynamic sampling, AdamW, validation, checkpoints.
+"""The training loop behind `eegmamba train`: folds, dynamic sampling, AdamW, checkpoints every epoch.
 
-Randomness (what makes `--resume` bit-identical on CPU): every random choice is a pure function of the
+Around the loop: config.py (what was asked, its checks), run_folder.py (where everything is written),
+validation.py (the pass after each epoch), inference.py (batched forward passes, autocast),
+seeding.py, events.py (what the caller hears after each epoch), progress.py (the live bar).
+
+Randomness (what makes a resumed run bit-identical on CPU): every random choice is a pure function of the
 run's seed, the fold and the epoch, never of what ran before in the process:
 * model initialisation: torch seeded from (seed, fold) just before the model is built;
-* validation subjects and --max-windows subsampling: numpy generators from (seed, fold, dataset);
+* validation subjects and max_windows_per_dataset subsampling: numpy generators from (seed, fold, dataset);
 * batch order: `DynamicSampler(fold_seed).epoch(e)`, a numpy generator from (fold_seed, e);
 * dropout and the MoE gate noise: torch's global generator re-seeded from (fold_seed, e, rank) at the
   start of every epoch.
@@ -14,7 +18,6 @@ the gradient of the global batch's mean loss, as in one process (sampler.rank_sh
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import shutil
@@ -23,11 +26,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.nn.parallel import DistributedDataParallel
 
 from models import EEGMamba, EEGMambaConfig
@@ -45,6 +47,7 @@ from .distributed import (DistInfo, all_reduce_sum, barrier, entered_on_main, in
 from .environment import environment
 from .events import EpochMetrics, FoldPlan, OnEpoch, epoch_line
 from .inference import autocast_for, prefetch
+from .progress import Advance, fold_progress
 from .run_folder import FoldFolder, RunFolder
 from .sampler import DynamicSampler, rank_share
 from .seeding import derive_seed
@@ -227,7 +230,9 @@ class FoldTrainer:
             # Each step uses one dataset's spatial conv, task token and head, and 2 of 8 experts.
             model = DistributedDataParallel(self.model, find_unused_parameters=True,
                                             device_ids=[self.ctx.device] if self.ctx.device.type == "cuda" else None)
-        with self._progress() as advance:
+        live = self.ctx.dist.is_main and console.is_terminal and not self.ctx.quiet
+        total = self.sampler.steps_per_epoch() * (self.cfg.epochs - self.start_epoch + 1)
+        with fold_progress(self.fold, self.ctx.names, total, self.cfg.epochs, live) as advance:
             for epoch in range(self.start_epoch, self.cfg.epochs + 1):
                 self._epoch(model, epoch, advance, plan)
 
@@ -259,7 +264,7 @@ class FoldTrainer:
         name = self.ctx.names[d]
         return d, n_mine, scale, self.ctx.caches[name].windows(rows), self.labels[name][rows]
 
-    def _epoch(self, model: torch.nn.Module, epoch: int, advance: Callable, plan: FoldPlan) -> None:
+    def _epoch(self, model: torch.nn.Module, epoch: int, advance: Advance, plan: FoldPlan) -> None:
         ctx, info, device = self.ctx, self.ctx.dist, self.ctx.device
         torch.manual_seed(derive_seed(self.fold_seed, epoch, info.rank))  # dropout, gate noise
         model.train()
@@ -281,29 +286,6 @@ class FoldTrainer:
         if info.is_main:
             self._finish_epoch(epoch, stats.cpu().numpy(), val, elapsed, in_sync, plan)
         barrier(info)
-
-    @contextlib.contextmanager
-    def _progress(self):
-        """Live bar on rank 0's terminal: epoch, dataset, loss, windows/s, ETA for the rest of the fold."""
-        live = self.ctx.dist.is_main and console.is_terminal and not self.ctx.quiet
-        total = self.sampler.steps_per_epoch() * (self.cfg.epochs - self.start_epoch + 1)
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[speed]}"), TimeRemainingColumn(),
-                            console=console, transient=True, disable=not live)
-        task = progress.add_task(f"fold {self.fold}", total=total, speed="")
-        t0, steps, windows = time.perf_counter(), 0, 0
-
-        def advance(epoch: int, d: int, loss: torch.Tensor, n_windows: int) -> None:
-            nonlocal steps, windows
-            steps, windows = steps + 1, windows + n_windows
-            if live and (steps % 10 == 1 or steps == total):  # .item() waits for CUDA: not every step
-                rate = windows / max(time.perf_counter() - t0, 1e-9)
-                progress.update(task, completed=steps, speed=f"{rate:,.0f} win/s",
-                                description=f"fold {self.fold} epoch {epoch}/{self.cfg.epochs} "
-                                            f"{self.ctx.names[d]} loss {loss.item():.4f}")
-
-        with progress:
-            yield advance
 
     # -- bookkeeping (rank 0) ----------------------------------------------------------------------
     def _metrics_row(self, epoch: int, stats: np.ndarray, val: dict, elapsed: float) -> dict:
