@@ -107,6 +107,5 @@ def test_publish_replaces_and_recover_restores(tmp_path):
     assert (fold / "last" / "epoch").read_text() == "2" and not list(fold.glob(".*"))
     # a crash between the two renames of publish: last/ moved aside, new folder not yet in place
     (fold / "last").rename(fold / ".last.old")
-    (fold / ".tmp-last-3").mkdir()
-    ckpt.recover(fold)
+    ckpt.recover(fold / "last")
     assert (fold / "last" / "epoch").read_text() == "2" and not list(fold.glob(".*"))

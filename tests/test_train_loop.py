@@ -14,8 +14,8 @@ from eegmamba_cli.training.checkpoint import load_checkpoint
 from eegmamba_cli.training.data import resolve_datasets, split_fold
 from eegmamba_cli.fileio import directory_lock
 from eegmamba_cli.training.distributed import DistInfo
-from eegmamba_cli.training.trainer import (FoldTrainer, RunContext, TrainConfig, model_config, predict_logits,
-                                           train)
+from eegmamba_cli.training.inference import cache_logits
+from eegmamba_cli.training.trainer import FoldTrainer, RunContext, TrainConfig, model_config, train
 from helpers_cache import make_toy_pair
 
 runner = CliRunner()
@@ -46,7 +46,7 @@ def test_learns_a_learnable_task(data, tmp_path):
     model, meta = load_checkpoint(run / "fold-1" / "best")
     cache = WindowCache(data / "toya")
     test = split_fold(cache, 1, val_fraction=cfg.val_fraction, seed=cfg.seed).test
-    logits = predict_logits(model, cache, test, 0, 16, torch.device("cpu"))
+    logits = cache_logits(model, cache, test, 0, 16, torch.device("cpu"))
     acc = float(np.mean(logits.argmax(1) == cache.labels[test]))
     assert acc >= 0.8, acc  # two balanced classes: chance is 0.5
 

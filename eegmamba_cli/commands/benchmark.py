@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..console import UserError, console, handle_errors
-from .options import Device
+from .options import Device, settings_as_flags
 
 CPU_BATCH = 8  # a CPU default that keeps the full grid in minutes; the paper's batch (128) is for a GPU
 CUDA_BATCH = 128  # spec §14 [D]
@@ -41,13 +41,10 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
 
 
 def _resolve_device(device: Device) -> str:
-    import torch
+    from ..training.distributed import resolve_device
 
-    if device == Device.auto:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == Device.cuda and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available to PyTorch")
-    return device.value
+    with settings_as_flags():
+        return resolve_device(device.value).type
 
 
 @handle_errors

@@ -1,28 +1,21 @@
 """`eegmamba evaluate RUN_DIR`: test metrics per fold and dataset, beside the paper's numbers."""
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..console import console, handle_errors
-from .options import Device
-
-
-class Select(str, Enum):
-    run = "run"
-    best_val = "best-val"
-    final = "final"
+from .options import Device, EvalSelect, settings_as_flags
 
 
 @handle_errors
 def main(
     run_dir: Annotated[Path, typer.Argument(help="The --out folder of `eegmamba train`.")],
     data: Annotated[Optional[Path], typer.Option(help="Cache root [default: the one the run was trained on].")] = None,
-    select: Annotated[Select, typer.Option(help="Checkpoint per fold: as the run was trained (run), lowest "
-                                                "validation loss (best-val) or the last epoch (final).")] = Select.run,
+    select: Annotated[EvalSelect, typer.Option(help="Checkpoint per fold: as the run was trained (run), lowest "
+                                                    "validation loss (best-val) or the last epoch (final).")] = EvalSelect("run"),
     device: Annotated[Device, typer.Option(help="auto: CUDA when available.")] = Device.auto,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 256,
     max_windows_per_dataset: Annotated[Optional[int], typer.Option(
@@ -36,11 +29,12 @@ def main(
     """Evaluate every trained fold of a run: ACC, AUROC, weighted F1 (+ balanced acc, kappa, macro F1, AUPRC)."""
     from ..training.evaluation import EvalConfig, all_metrics_table, evaluate_run, paper_tables
 
-    results = evaluate_run(EvalConfig(run_dir=run_dir, data=data,
-                                      select=None if select is Select.run else select.value,
-                                      device=device.value, batch_size=batch_size,
-                                      max_windows_per_dataset=max_windows_per_dataset,
-                                      allow_pickle=allow_pickle_checkpoint))
+    with settings_as_flags(allow_pickle="--allow-pickle-checkpoint"):
+        results = evaluate_run(EvalConfig(run_dir=run_dir, data=data,
+                                          select=None if select.value == "run" else select.value,
+                                          device=device.value, batch_size=batch_size,
+                                          max_windows_per_dataset=max_windows_per_dataset,
+                                          allow_pickle=allow_pickle_checkpoint))
     for table in paper_tables(results):
         console.print(table)
     console.print(all_metrics_table(results))

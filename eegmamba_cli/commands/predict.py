@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..console import UserError, console, handle_errors
-from .train import Device
+from .options import Device, settings_as_flags
 
 
 @handle_errors
@@ -41,7 +41,8 @@ def main(
         raise UserError(f"{out}: --out must end in .csv or .json")
     if plot is not None and plot.suffix.lower() != ".png":
         raise UserError(f"{plot}: --plot must end in .png")
-    run_device = resolve_device(device.value)
+    with settings_as_flags():
+        run_device = resolve_device(device.value)
     head = load_head(model, dataset, run_device, fold, allow_pickle=allow_pickle_checkpoint)
     console.print(f"model: {head.checkpoint} (head {head.name}, {head.task}, "
                   f"{head.window_s:g}-s windows)", highlight=False)

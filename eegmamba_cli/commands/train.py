@@ -9,25 +9,12 @@ from typing import Annotated, Optional
 import typer
 
 from ..console import console, handle_errors
-from .options import Device
+from .options import Ablation, Device, Select, settings_as_flags
 
 
 class Preset(str, Enum):
     multitask = "multitask"
     single_task = "single-task"
-
-
-class Ablation(str, Enum):
-    unidirectional = "unidirectional"
-    no_moe = "no-moe"
-    vanilla_moe = "vanilla-moe"
-    no_task_gate = "no-task-gate"
-    no_universal = "no-universal"
-
-
-class Select(str, Enum):
-    best_val = "best-val"
-    final = "final"
 
 
 @handle_errors
@@ -54,7 +41,7 @@ def main(
     resume: Annotated[bool, typer.Option("--resume/--no-resume",
                                          help="Continue from fold-K/last/ if present; --no-resume starts over.")] = True,
     select: Annotated[Select, typer.Option(help="Checkpoint `evaluate` uses: lowest validation loss or the "
-                                                "final epoch.")] = Select.best_val,
+                                                "final epoch.")] = Select("best-val"),
     max_windows_per_dataset: Annotated[Optional[int], typer.Option(
         help="Random subset of at most N windows per dataset and split (quick runs).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Share of the training subjects held out for "
@@ -72,7 +59,8 @@ def main(
                       balance_weight=balance_weight, z_weight=z_weight, seed=seed, device=device.value,
                       resume=resume, select=select.value, max_windows_per_dataset=max_windows_per_dataset,
                       val_fraction=val_fraction, grad_clip=grad_clip)
-    folds = train(cfg)
+    with settings_as_flags(ablations="--ablation"):
+        folds = train(cfg)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 talks
         console.print(f"trained fold(s) {', '.join(map(str, folds))} into {out}; "
                       f"next: eegmamba evaluate {out}")

@@ -13,7 +13,6 @@ its numbers say that the pipeline works, not how EEGMamba performs on real EEG.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import time
@@ -27,6 +26,7 @@ from rich.table import Table
 from ..console import UserError, console
 from ..data.registry import CORPUS_NAMES
 from ..fileio import atomic_write_json, atomic_write_text
+from ..training.events import EpochMetrics
 from . import corpus as demo_corpus
 
 MARKER = ".eegmamba-demo"  # a folder the demo made (and may clear); any other non-empty folder is refused
@@ -224,45 +224,30 @@ def train_for(out: Path, model: DemoModel, budget_s: float, seed: int, report: D
                           balance_weight=model.balance_weight, z_weight=model.z_weight,
                           grad_clip=model.grad_clip,
                           batch_size=model.batch_size, lr=model.lr, seed=seed, device="cpu", resume=True)
-        with console.capture():  # each resumed call would repeat the split sizes; one line per epoch instead
-            train(cfg)
-        if epoch == 1:
-            _print_splits(out)
-        _print_epoch(out, model.epochs, n_threads)
+        # quiet: each resumed call would repeat the split sizes; the demo prints one line per epoch instead
+        train(cfg, on_epoch=lambda m: _epoch_done(m, report, model.epochs, n_threads), quiet=True)
         report.epochs = epoch
-    meta = json.loads((out / "run" / f"fold-{FOLD}" / "last" / "checkpoint.json").read_text())
-    report.parameters = _parameters(meta)
 
 
-def _print_splits(out: Path) -> None:
-    splits = json.loads((out / "run" / f"fold-{FOLD}" / "run.json").read_text())["splits"]
-    order = sorted(splits, key=lambda n: CORPUS_NAMES.index(n) if n in CORPUS_NAMES else len(CORPUS_NAMES))
-    sizes = ", ".join(f"{n} {splits[n]['sizes']['train']}/{splits[n]['sizes']['val']}/{splits[n]['sizes']['test']}"
-                      for n in order)
-    console.print(f"fold {FOLD} train/val/test windows: {sizes}", highlight=False)
+def _epoch_done(m: EpochMetrics, report: DemoReport, epochs: int, threads: int) -> None:
+    report.parameters = m.plan.parameters
+    _print_epoch(m, epochs, threads)
 
 
-def _print_epoch(out: Path, epochs: int, threads: int) -> None:
-    rows = (out / "run" / f"fold-{FOLD}" / "metrics.jsonl").read_text().splitlines()
-    row = json.loads(rows[-1])
-    best = " (best)" if row["best_epoch"] == row["epoch"] else ""
-    console.print(f"fold {FOLD} epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}, val loss "
-                  f"{row['val_loss']:.4f}{best}, {row['windows_per_s']:,.0f} windows/s, {row['time_s']:.1f} s, "
-                  f"{threads} thread(s)",
-                  highlight=False)
-
-
-def _parameters(meta: dict) -> int:
-    from ..training.checkpoint import build_model
-
-    return sum(p.numel() for p in build_model(meta).parameters())
+def _print_epoch(m: EpochMetrics, epochs: int, threads: int) -> None:
+    if m.epoch == 1:
+        order = sorted(m.plan.sizes, key=lambda n: CORPUS_NAMES.index(n) if n in CORPUS_NAMES else len(CORPUS_NAMES))
+        console.print(f"fold {FOLD} train/val/test windows: {m.plan.sizes_line(order)}", highlight=False)
+    best = " (best)" if m.is_best else ""
+    val = f"{m.val_loss:.4f}" if m.val_loss is not None else "-"
+    console.print(f"fold {FOLD} epoch {m.epoch}/{epochs}: train loss {m.train_loss:.4f}, val loss {val}{best}, "
+                  f"{m.windows_per_s:,.0f} windows/s, {m.time_s:.1f} s, {threads} thread(s)", highlight=False)
 
 
 def evaluate(out: Path) -> pd.DataFrame:
     from ..training.evaluation import EvalConfig, evaluate_run
 
-    evaluate_run(EvalConfig(run_dir=out / "run", device="cpu"))
-    return pd.read_csv(out / "run" / "results.csv")
+    return pd.DataFrame(evaluate_run(EvalConfig(run_dir=out / "run", device="cpu"))["per_fold"])
 
 
 def predict_examples(out: Path, written: dict[str, list[str]]) -> list[dict]:

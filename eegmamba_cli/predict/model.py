@@ -1,20 +1,13 @@
 """Which checkpoint and which head `predict` uses, and how that head's training data were preprocessed.
 
-`--model` accepts:
-* a checkpoint folder (holding checkpoint.json and model.safetensors), used as is;
-* a fold folder `fold-K/` of a run: its best/ checkpoint when the run selects by validation loss and one
-  exists, else last/ (the same rule as `evaluate`);
-* a run folder (the `--out` of `eegmamba train`): with `--fold K` that fold, otherwise the fold whose chosen
-  checkpoint has the lowest recorded validation loss (ties and missing losses: the lowest fold number).
-  Each fold's model saw four fifths of the subjects; none is better by construction, so the one that did
-  best on its own held-out validation subjects is the sensible default.
+`--model` accepts a checkpoint folder, a fold folder of a run or a run folder; which checkpoint each
+stands for is the run folder's rule (training/run_folder.py `resolve_model`), the one evaluate uses.
 
 Checkpoints are read only through `load_checkpoint` (safetensors + JSON, never unpickled).
 """
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,8 +15,8 @@ from ..console import UserError, console
 from ..data.base import CorpusError, CorpusInfo, default_passband, to_seconds
 from ..data.pipeline import PreprocessParams
 from ..data.registry import canonical_name, get_corpus
-from ..training.checkpoint import META_FILE, PICKLE_SUFFIXES, load_checkpoint, read_meta
-from ..training.evaluation import pick_checkpoint
+from ..training.checkpoint import load_checkpoint
+from ..training.run_folder import resolve_model
 
 
 @dataclass
@@ -64,56 +57,8 @@ class Head:
 
 
 def resolve_checkpoint(path: Path, fold: int | None = None) -> Path:
-    path = Path(path)
-    pickle_file = path.suffix.lower() in PICKLE_SUFFIXES and path.is_file()  # load_checkpoint refuses it
-    if (path / META_FILE).is_file() or path.name == META_FILE or pickle_file:  # unless the caller allows it
-        return path
-    if not path.is_dir():
-        raise UserError(f"{path}: no such model folder (expected a run folder, fold-K/ or a checkpoint folder)")
-    if _is_fold_dir(path):
-        return _fold_checkpoint(path, _select_of(path.parent))
-    folds = sorted((p for p in path.glob("fold-*") if _is_fold_dir(p)), key=lambda p: int(p.name[5:]))
-    if not folds:
-        raise UserError(f"{path}: not a checkpoint, fold or run folder (no {META_FILE}, no fold-K/)")
-    select = _select_of(path)
-    if fold is not None:
-        chosen = [p for p in folds if int(p.name[5:]) == fold]
-        if not chosen:
-            raise UserError(f"{path}: no fold-{fold}/ (folds here: {', '.join(p.name[5:] for p in folds)})")
-        return _fold_checkpoint(chosen[0], select)
-    candidates = []
-    for fold_dir in folds:
-        checkpoint = pick_checkpoint(fold_dir, select)
-        if checkpoint is not None:
-            loss = read_meta(checkpoint)[1].get("best_val_loss")
-            loss = float(loss) if isinstance(loss, (int, float)) and math.isfinite(loss) else math.inf
-            candidates.append((loss, int(fold_dir.name[5:]), checkpoint))
-    if not candidates:
-        raise UserError(f"{path}: no fold has a checkpoint yet")
-    loss, number, checkpoint = min(candidates, key=lambda c: (c[0], c[1]))
-    if len(candidates) > 1:
-        why = f"lowest validation loss {loss:.4f}" if math.isfinite(loss) else "lowest fold number"
-        console.print(f"using fold {number} of {len(candidates)} ({why}; choose another with --fold)",
-                      highlight=False)
-    return checkpoint
-
-
-def _is_fold_dir(path: Path) -> bool:
-    return path.is_dir() and path.name.startswith("fold-") and path.name[5:].isdigit()
-
-
-def _select_of(run_dir: Path) -> str:
-    try:
-        return json.loads((run_dir / "run.json").read_text())["config"].get("select", "best-val")
-    except (OSError, ValueError, KeyError, TypeError):
-        return "best-val"
-
-
-def _fold_checkpoint(fold_dir: Path, select: str) -> Path:
-    checkpoint = pick_checkpoint(fold_dir, select)
-    if checkpoint is None:
-        raise UserError(f"{fold_dir}: no checkpoint yet (no best/ or last/)")
-    return checkpoint
+    """The checkpoint `--model` stands for (see run_folder.resolve_model)."""
+    return resolve_model(path, fold)
 
 
 def choose_dataset(meta: dict, wanted: str | None, where: Path) -> int:

@@ -18,6 +18,7 @@ from ..console import UserError
 from ..data.base import Piece, RecordingError
 from ..data.pipeline import preprocess_piece
 from ..data.signal import fixed_windows, resample_factor
+from ..training.inference import probabilities, window_logits
 from .channels import ChannelMatcher, Source, read_channel_map
 from .model import Head
 from .recording import load_channels, open_recording
@@ -116,21 +117,11 @@ def _check_rate(name: str, sfreq: float, head: Head) -> None:
                         f"(it was trained on {low:g}-{high:g} Hz, which needs a Nyquist frequency of {high:g} Hz)")
 
 
-@torch.no_grad()
 def classify(head: Head, windows: np.ndarray, batch_size: int, device) -> np.ndarray:
     """Class probabilities (n, K), float64, in batches, in eval mode."""
-    from ..training.trainer import autocast_for
-
-    device = torch.device(device)
-    model = head.model
-    model.eval()
-    out = []
-    for i in range(0, len(windows), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(windows[i:i + batch_size])).to(device)
-        with autocast_for(device):
-            logits, _ = model(x, head.index)
-        out.append(torch.softmax(logits.double(), dim=1).cpu().numpy())
-    return np.concatenate(out)
+    logits = window_logits(head.model, windows, head.index, batch_size, torch.device(device),
+                           len(head.class_names))
+    return probabilities(logits)
 
 
 def window_table(starts_s: np.ndarray, window_s: float, proba: np.ndarray, class_names: list[str]) -> pd.DataFrame:

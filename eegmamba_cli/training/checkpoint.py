@@ -69,7 +69,7 @@ def publish(tmp: Path, final: Path) -> None:
     Directories cannot be swapped in one rename, so the old one is first moved aside to `.NAME.old`;
     `recover` puts it back if the process dies between the two renames.
     """
-    old = final.with_name(f".{final.name}.old")
+    old = aside(final)
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
@@ -84,17 +84,19 @@ def publish(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def recover(fold_dir: Path) -> None:
-    """Undo a half-finished `publish` and drop abandoned temporary folders."""
-    for name in ("last", "best"):
-        old = fold_dir / f".{name}.old"
-        if old.exists():
-            if (fold_dir / name).exists():
-                shutil.rmtree(old)
-            else:
-                os.replace(old, fold_dir / name)
-    for tmp in fold_dir.glob(".tmp-*"):
-        shutil.rmtree(tmp, ignore_errors=True)
+def aside(final: Path) -> Path:
+    """Where `publish` keeps the previous `final` while it renames the new one into place."""
+    return final.with_name(f".{final.name}.old")
+
+
+def recover(final: Path) -> None:
+    """Undo a half-finished `publish` of `final`: put the previous folder back if the new one is missing."""
+    old = aside(final)
+    if old.exists():
+        if final.exists():
+            shutil.rmtree(old)
+        else:
+            os.replace(old, final)
 
 
 # --- optimizer state as safetensors + JSON ------------------------------------------------------

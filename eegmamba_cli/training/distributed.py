@@ -6,13 +6,16 @@ and shows progress.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
+from typing import ContextManager, Iterator
 
 import torch
 import torch.distributed as dist
 
 from ..console import UserError
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -31,11 +34,12 @@ class DistInfo:
 
 
 def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
+    """"auto" (CUDA when available), "cpu" or "cuda"; under torchrun each local rank gets its own GPU."""
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     if choice == "cuda":
         if not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA device is available to PyTorch")
+            raise ConfigError("{device} cuda: no CUDA device is available to PyTorch")
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
 
@@ -78,6 +82,24 @@ def broadcast_refusal(message: str, info: DistInfo, device: torch.device) -> str
     if int(size):
         dist.broadcast(buf, src=0)
     return bytes(buf.cpu().tolist()).decode(errors="replace")
+
+
+@contextlib.contextmanager
+def entered_on_main(context: ContextManager, info: DistInfo, device: torch.device) -> Iterator[None]:
+    """Rank 0 enters `context` (a lock); if it refuses with a UserError, every rank raises that error."""
+    stack = contextlib.ExitStack()
+    refusal = ""
+    if info.is_main:
+        try:
+            stack.enter_context(context)
+        except UserError as err:
+            refusal = str(err)
+    refusal = broadcast_refusal(refusal, info, device)
+    if refusal:
+        stack.close()
+        raise UserError(refusal)
+    with stack:
+        yield
 
 
 def barrier(info: DistInfo) -> None:

@@ -1,18 +1,19 @@
 """`eegmamba evaluate`: test-set predictions and metrics for every trained fold of a run.
 
-For each fold-K/ of RUN_DIR, the selected checkpoint (best validation loss or final epoch, as the run
-was trained, unless overridden) predicts the windows of fold K's test subjects, rebuilt from the caches
-exactly as training split them. Outputs, all written atomically into RUN_DIR:
+For each fold of the run, the selected checkpoint (best validation loss or final epoch, as the run was
+trained, unless overridden) predicts the windows of the fold's test subjects, rebuilt from the caches
+exactly as training split them. Outputs, all written atomically into the run folder (where exactly:
+run_folder.py):
 
-    results.csv                         one row per fold and dataset, every metric
-    results.json                        the same, plus mean ± std over folds (ddof=0) and the paper's rows
-    confusion/<dataset>.png             confusion matrix summed over folds, with class names
-    fold-K/predictions/<dataset>.parquet  per window: manifest row, subject, label, prediction, probabilities
+    results.csv         one row per fold and dataset, every metric
+    results.json        the same, plus mean ± std over folds (ddof=0) and the paper's rows
+    confusion PNGs      one per dataset, summed over folds, with class names
+    predictions         per fold and dataset, per window: manifest row, subject, label, prediction,
+                        probabilities (parquet)
 """
 from __future__ import annotations
 
 import io
-import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -26,53 +27,27 @@ from sklearn.metrics import confusion_matrix
 
 from ..console import UserError, console
 from ..data.cache import WindowCache
+from ..errors import ConfigError
 from ..fileio import atomic_write_bytes, atomic_write_json, atomic_writer
-from .checkpoint import load_checkpoint, read_meta
+from .checkpoint import load_checkpoint
 from .data import split_fold
 from .distributed import resolve_device
+from .environment import environment
+from .inference import cache_logits, probabilities
 from .metrics import METRICS, PAPER_METRICS, MissingClassWarning, classification_metrics, mean_std
 from .paper import DISPLAY_NAMES, PAPER_RESULTS, PAPER_TABLES
-from .trainer import environment, predict_logits
+from .run_folder import DEFAULT_SELECT, SELECTIONS, RunFolder
 
 
 @dataclass
 class EvalConfig:
     run_dir: Path
     data: Path | None = None  # None: the cache root the run was trained on
-    select: str | None = None  # None: the run's --select
+    select: str | None = None  # None: the run's own selection
     device: str = "auto"
     batch_size: int = 256
     max_windows_per_dataset: int | None = None  # None: the run's setting
-    allow_pickle: bool = False  # --allow-pickle-checkpoint: .pt state dicts via torch.load(weights_only=True)
-
-
-def read_run(run_dir: Path) -> dict:
-    path = run_dir / "run.json"
-    if not path.is_file():
-        raise UserError(f"{run_dir}: not an eegmamba training run (no run.json); pass the --out of "
-                        "`eegmamba train`")
-    try:
-        run = json.loads(path.read_text())
-    except ValueError as err:
-        raise UserError(f"{path}: unreadable ({err})") from None
-    config = run.get("config") if isinstance(run, dict) else None
-    needed = ("epochs", "val_fraction", "seed", "data")
-    if not isinstance(config, dict) or any(k not in config for k in needed):
-        raise UserError(f"{path}: not a run record of eegmamba train (no config with {', '.join(needed)})")
-    return run
-
-
-def pick_checkpoint(fold_dir: Path, select: str) -> Path | None:
-    """fold-K/best when selecting by validation loss and it exists, else fold-K/last; None if neither."""
-    best, last = fold_dir / "best", fold_dir / "last"
-    if select == "best-val" and (best / "checkpoint.json").exists():
-        return best
-    if (last / "checkpoint.json").exists():
-        if select == "best-val":
-            console.print(f"[yellow]warning:[/] {fold_dir}: no best/ checkpoint (no validation set?); "
-                          "using last/")
-        return last
-    return None
+    allow_pickle: bool = False  # also .pt state dicts, via torch.load(weights_only=True)
 
 
 def _open_cache(root: Path, record: dict) -> WindowCache:
@@ -84,62 +59,75 @@ def _open_cache(root: Path, record: dict) -> WindowCache:
 
 
 def evaluate_run(cfg: EvalConfig) -> dict:
+    """Evaluate every trained fold of the run, holding the run folder's lock (the one train holds), so
+    that no other train or evaluate writes into the folder meanwhile."""
     if cfg.batch_size < 1:
-        raise UserError(f"--batch-size {cfg.batch_size}: expected at least 1")
-    run = read_run(cfg.run_dir)
+        raise ConfigError("{batch_size} must be at least 1", got=cfg.batch_size)
+    if cfg.select is not None and cfg.select not in SELECTIONS:
+        raise ConfigError(f"{{select}} must be one of {', '.join(SELECTIONS)}", got=repr(cfg.select))
+    run_folder = RunFolder(cfg.run_dir)
+    run_folder.read()  # refuse a folder that is no run before creating a lock file in it
+    device = resolve_device(cfg.device)
+    with run_folder.lock("eegmamba evaluate"):
+        return _evaluate(cfg, run_folder, run_folder.read(), device)
+
+
+def _evaluate(cfg: EvalConfig, run_folder: RunFolder, run: dict, device: torch.device) -> dict:
     train_cfg = run["config"]
-    select = cfg.select or train_cfg.get("select", "best-val")
+    select = cfg.select or train_cfg.get("select", DEFAULT_SELECT)
     root = Path(cfg.data) if cfg.data is not None else Path(train_cfg["data"])
     cap = cfg.max_windows_per_dataset if cfg.max_windows_per_dataset is not None \
         else train_cfg.get("max_windows_per_dataset")
-    device = resolve_device(cfg.device)
-    fold_dirs = sorted((p for p in cfg.run_dir.glob("fold-*") if p.name[5:].isdigit()),
-                       key=lambda p: int(p.name[5:]))
     rows, confusions, classes, caches = [], {}, {}, {}
-    for fold_dir in fold_dirs:
-        fold = int(fold_dir.name[5:])
-        chosen = pick_checkpoint(fold_dir, select)
+    for folder in run_folder.folds():
+        chosen = folder.pick(select)
         if chosen is None:
-            console.print(f"[yellow]warning:[/] {fold_dir}: no checkpoint yet; skipped")
+            console.print(f"[yellow]warning:[/] {folder.path}: no checkpoint yet; skipped")
             continue
         model, meta = load_checkpoint(chosen, device, allow_pickle=cfg.allow_pickle)
-        trained = (read_meta(fold_dir / "last")[1] if (fold_dir / "last").is_dir() else meta).get("epoch", 0)
+        trained = folder.epochs_trained()
+        trained = meta.get("epoch", 0) if trained is None else trained
         if trained < train_cfg["epochs"]:
-            console.print(f"[yellow]warning:[/] {fold_dir}: trained {trained} of {train_cfg['epochs']} epochs "
+            console.print(f"[yellow]warning:[/] {folder.path}: trained {trained} of {train_cfg['epochs']} epochs "
                           "so far")
         for d, record in enumerate(meta["datasets"]):
             name = record["name"]
             if name not in caches:
                 caches[name] = _open_cache(root, record)
-            cache = caches[name]
-            test = split_fold(cache, fold, val_fraction=train_cfg["val_fraction"], seed=train_cfg["seed"],
-                              max_windows=cap).test
+            test = split_fold(caches[name], folder.number, val_fraction=train_cfg["val_fraction"],
+                              seed=train_cfg["seed"], max_windows=cap).test
             if len(test) == 0:
-                console.print(f"[yellow]warning:[/] fold {fold} {name}: no test subjects; skipped")
+                console.print(f"[yellow]warning:[/] fold {folder.number} {name}: no test subjects; skipped")
                 continue
-            logits = predict_logits(model, cache, test, d, cfg.batch_size, device)
-            proba = torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
-            y = cache.labels[test]
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", MissingClassWarning)
-                scores = classification_metrics(y, proba, record["class_names"], where=f"fold {fold} {name}")
-            for w in caught:
-                console.print(f"[yellow]warning:[/] {w.message}")
+            y, proba, scores = _score(model, d, record, caches[name], test, cfg.batch_size, device, folder.number)
             k = record["n_classes"]
             confusions[name] = confusions.get(name, 0) + confusion_matrix(y, proba.argmax(1), labels=list(range(k)))
             classes[name] = record["class_names"]
-            rows.append(dict(fold=fold, dataset=name, task=record.get("task", ""), n_windows=int(len(test)),
+            rows.append(dict(fold=folder.number, dataset=name, task=record.get("task", ""), n_windows=int(len(test)),
                              checkpoint=chosen.name, epoch=int(meta.get("epoch", 0)), **scores))
-            _write_predictions(fold_dir / "predictions" / f"{name}.parquet", cache, test, y, proba)
+            _write_predictions(folder.predictions_file(name), caches[name], test, y, proba)
     if not rows:
         raise UserError(f"{cfg.run_dir}: no fold with a checkpoint and test windows to evaluate")
     results = _summarise(rows, run, select, cap)
-    _write_results(cfg.run_dir, rows, results)
+    _write_results(run_folder, rows, results)
     for name, cm in confusions.items():
         folds = sorted({r["fold"] for r in rows if r["dataset"] == name})
-        save_confusion_png(cfg.run_dir / "confusion" / f"{name}.png", cm, classes[name],
+        save_confusion_png(run_folder.confusion_png(name), cm, classes[name],
                            f"{DISPLAY_NAMES.get(name, name)}: test fold(s) {', '.join(map(str, folds))}")
     return results
+
+
+def _score(model, d: int, record: dict, cache: WindowCache, test: np.ndarray, batch_size: int,
+           device: torch.device, fold: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(labels, probabilities, metrics) of head `d` on the test rows; a missing class is a warning."""
+    proba = probabilities(cache_logits(model, cache, test, d, batch_size, device))
+    y = cache.labels[test]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MissingClassWarning)
+        scores = classification_metrics(y, proba, record["class_names"], where=f"fold {fold} {record['name']}")
+    for w in caught:
+        console.print(f"[yellow]warning:[/] {w.message}")
+    return y, proba, scores
 
 
 def _write_predictions(path: Path, cache: WindowCache, rows: np.ndarray, y: np.ndarray, proba: np.ndarray) -> None:
@@ -174,10 +162,11 @@ def _nan_to_none(obj):
     return obj
 
 
-def _write_results(run_dir: Path, rows: list[dict], results: dict) -> None:
+def _write_results(run_folder: RunFolder, rows: list[dict], results: dict) -> None:
     columns = ["fold", "dataset", "task", "n_windows", "checkpoint", "epoch", *METRICS]
-    atomic_write_bytes(run_dir / "results.csv", pd.DataFrame(rows)[columns].to_csv(index=False, na_rep="NaN").encode())
-    atomic_write_json(run_dir / "results.json", _nan_to_none(results))  # NaN is not JSON: null
+    atomic_write_bytes(run_folder.results_csv,
+                       pd.DataFrame(rows)[columns].to_csv(index=False, na_rep="NaN").encode())
+    atomic_write_json(run_folder.results_json, _nan_to_none(results))  # NaN is not JSON: null
 
 
 def save_confusion_png(path: Path, cm: np.ndarray, class_names: list[str], title: str) -> None:

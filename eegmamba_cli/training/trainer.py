@@ -1,9 +1,13 @@
-"""The training loop behind `eegmamba train`: folds, dynamic sampling, AdamW, validation, checkpoints.
+"""The training loop behind `eegmamba train`: folds, dynamic sampling, AdamW, checkpoints every epoch.
 
-Randomness (what makes `--resume` bit-identical on CPU): every random choice is a pure function of the
+Around the loop: config.py (what was asked, its checks), run_folder.py (where everything is written),
+validation.py (the pass after each epoch), inference.py (batched forward passes, autocast),
+seeding.py, events.py (what the caller hears after each epoch), progress.py (the live bar).
+
+Randomness (what makes a resumed run bit-identical on CPU): every random choice is a pure function of the
 run's seed, the fold and the epoch, never of what ran before in the process:
 * model initialisation: torch seeded from (seed, fold) just before the model is built;
-* validation subjects and --max-windows subsampling: numpy generators from (seed, fold, dataset);
+* validation subjects and max_windows_per_dataset subsampling: numpy generators from (seed, fold, dataset);
 * batch order: `DynamicSampler(fold_seed).epoch(e)`, a numpy generator from (fold_seed, e);
 * dropout and the MoE gate noise: torch's global generator re-seeded from (fold_seed, e, rank) at the
   start of every epoch.
@@ -14,117 +18,48 @@ the gradient of the global batch's mean loss, as in one process (sampler.rank_sh
 """
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
-import platform
 import shutil
 import sys
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.nn.parallel import DistributedDataParallel
 
-from models import EEGMamba, EEGMambaConfig, ablate, preset
+from models import EEGMamba, EEGMambaConfig
 
 from .. import __version__
-from ..bench.report import write_csv
 from ..console import UserError, console
 from ..data.cache import WindowCache
-from ..fileio import atomic_write_json, atomic_write_text, directory_lock, remove_stale_temporaries
+from ..errors import ConfigError, literal
+from ..fileio import remove_stale_temporaries
 from . import checkpoint as ckpt
-from .data import (Split, available_folds, dataset_record, dataset_spec, default_cache_root,
-                   resolve_datasets, split_fold)
-from .distributed import (DistInfo, all_reduce_sum, barrier, broadcast_refusal, init_from_env,
-                          ranks_in_sync, resolve_device, shutdown)
+from .config import TrainConfig, check_dataset_count, model_config, parse_folds
+from .data import Split, available_folds, dataset_record, dataset_spec, resolve_datasets, split_fold
+from .distributed import (DistInfo, all_reduce_sum, barrier, entered_on_main, init_from_env, ranks_in_sync,
+                          resolve_device, shutdown)
+from .environment import environment
+from .events import EpochMetrics, FoldPlan, OnEpoch, epoch_line
+from .inference import autocast_for, prefetch
+from .progress import Advance, fold_progress
+from .run_folder import FoldFolder, RunFolder
 from .sampler import DynamicSampler, rank_share
+from .seeding import derive_seed
+from .validation import selection_loss, validation_sums
+
+__all__ = ["TrainConfig", "model_config", "train", "train_step", "make_optimizer", "FoldTrainer", "RunContext"]
 
 ADAMW_BETAS, ADAMW_EPS = (0.9, 0.999), 1e-8
-MOE_ABLATIONS = ("vanilla-moe", "no-task-gate", "no-universal")
-
-
-@dataclass
-class TrainConfig:
-    """Everything `eegmamba train` was asked to do (recorded in run.json and every checkpoint)."""
-
-    out: Path
-    tasks: str = "all"
-    data: Path = field(default_factory=default_cache_root)
-    fold: str = "all"  # "all", "3" or "1,2"
-    preset: str = "multitask"
-    ablations: tuple[str, ...] = ()
-    d_model: int | None = None  # override the preset's width (quick experiments, tests)
-    layers: int | None = None  # override the preset's block count
-    epochs: int = 100
-    batch_size: int = 128
-    lr: float = 2e-4
-    weight_decay: float = 1e-6
-    balance_weight: float = 1.0
-    z_weight: float = 1.0
-    seed: int = 0
-    device: str = "auto"
-    resume: bool = True
-    select: str = "best-val"  # or "final" (spec §16 #22)
-    max_windows_per_dataset: int | None = None
-    val_fraction: float = 0.1
-    grad_clip: float | None = None  # spec §12: off; a number clips the global gradient norm to it
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d.update(out=str(self.out), data=str(self.data), ablations=list(self.ablations))
-        return d
-
-    def resume_key(self) -> dict:
-        """The settings a resumed run must share with the run it continues (epochs may grow)."""
-        d = self.to_json()
-        for k in ("out", "data", "fold", "epochs", "device", "resume", "select", "tasks"):
-            d.pop(k)
-        if d["grad_clip"] is None:  # runs from before the option existed resume as they are
-            d.pop("grad_clip")
-        return d
-
-
-def model_config(cfg: TrainConfig) -> EEGMambaConfig:
-    try:
-        mc = preset(cfg.preset)
-        for name in cfg.ablations:
-            if name in MOE_ABLATIONS and not mc.use_moe:
-                raise ValueError(f"--ablation {name} changes the MoE, which the {cfg.preset} preset has not")
-            mc = ablate(mc, name)
-    except ValueError as err:
-        raise UserError(str(err)) from None
-    mc = replace(mc, balance_loss_weight=cfg.balance_weight, z_loss_weight=cfg.z_weight)
-    if cfg.d_model is not None:
-        mc = replace(mc, d_model=cfg.d_model)
-    if cfg.layers is not None:
-        mc = replace(mc, n_layers=cfg.layers)
-    return mc
-
-
-def derive_seed(*keys: int) -> int:
-    """A 32-bit seed that depends only on `keys` (no Python hash salt, no process history)."""
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
 
 
 def unwrap(model: torch.nn.Module) -> EEGMamba:
     return model.module if isinstance(model, DistributedDataParallel) else model
-
-
-def autocast_for(device: torch.device):
-    """bf16 autocast on CUDA with fp32 parameters (spec §8); plain fp32 elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def make_optimizer(model: EEGMamba, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -150,63 +85,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torc
     return total.detach(), torch.as_tensor(ce, device=total.device).detach().float()
 
 
-def prefetch(load: Callable, items: Iterable, depth: int = 2) -> Iterator:
-    """`map(load, items)` with up to `depth` items read ahead in a thread, so disk I/O overlaps compute."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending: deque = deque()
-        for item in items:
-            pending.append(pool.submit(load, item))
-            if len(pending) > depth:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
-@torch.no_grad()
-def predict_logits(model: EEGMamba, cache: WindowCache, rows: np.ndarray, dataset: int, batch_size: int,
-                   device: torch.device) -> np.ndarray:
-    """float32 logits (len(rows), K) of `model` in eval mode on the manifest rows `rows` of `cache`."""
-    model.eval()
-    chunks = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
-    out = []
-    for x in prefetch(cache.windows, chunks):
-        with autocast_for(device):
-            logits, _ = model(torch.from_numpy(x).to(device), dataset)
-        out.append(logits.float().cpu().numpy())
-    n_classes = len(cache.class_names)
-    return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)
-
-
 # --- the run --------------------------------------------------------------------------------------
-def parse_folds(spec: str, caches: dict[str, WindowCache]) -> list[int]:
-    present = available_folds(caches)
-    if spec.strip().lower() == "all":
-        if not present:
-            raise UserError("--fold all: no subject in the caches has a fold number (manifest column "
-                            "'fold' is 0 everywhere)")
-        return present
-    try:
-        folds = sorted({int(f) for f in spec.split(",") if f.strip()})
-    except ValueError:
-        raise UserError(f"--fold {spec!r}: expected 'all' or fold numbers like 1 or 1,3") from None
-    absent = [f for f in folds if f not in present]
-    if not folds or absent:
-        raise UserError(f"--fold {spec}: no test subjects in fold(s) {absent or folds}; the caches have "
-                        f"folds {present or 'none'}")
-    return folds
-
-
-def environment() -> dict:
-    import safetensors
-    import sklearn
-    from models.ops import backend_name
-    return dict(eegmamba=__version__, python=platform.python_version(), torch=torch.__version__,
-                numpy=np.__version__, sklearn=sklearn.__version__, safetensors=safetensors.__version__,
-                cuda=torch.version.cuda, platform=platform.platform(), backend=backend_name(),
-                # CPU results are bit-identical only at the same thread count (reduction order)
-                torch_threads=torch.get_num_threads())
-
-
 @dataclass
 class RunContext:
     cfg: TrainConfig
@@ -214,10 +93,20 @@ class RunContext:
     mconfig: EEGMambaConfig
     device: torch.device
     dist: DistInfo
+    on_epoch: OnEpoch | None = None  # None: print each epoch's line
+    quiet: bool = False  # no fold descriptions, resume notes or progress bar
 
     @property
     def names(self) -> list[str]:
         return list(self.caches)
+
+    @property
+    def run(self) -> RunFolder:
+        return RunFolder(self.cfg.out)
+
+    def say(self, text: str) -> None:
+        if self.dist.is_main and not self.quiet:
+            console.print(text, highlight=False)
 
     def record(self) -> dict:
         return dict(config=self.cfg.to_json(), model_config=self.mconfig.to_dict(),
@@ -225,38 +114,23 @@ class RunContext:
                     device=str(self.device), world_size=self.dist.world_size, environment=environment())
 
 
-def train(cfg: TrainConfig) -> list[int]:
-    """Train every requested fold into cfg.out; returns the folds trained. Safe under torchrun."""
-    if cfg.select not in ("best-val", "final"):
-        raise UserError(f"--select {cfg.select!r}: expected best-val or final")
-    if cfg.select == "best-val" and cfg.val_fraction <= 0:
-        raise UserError("--select best-val needs a validation set; use --val-fraction > 0 or --select final")
-    if cfg.epochs < 1 or cfg.batch_size < 1 or not 0 < cfg.lr < math.inf:
-        raise UserError("--epochs and --batch-size must be >= 1 and --lr a finite number > 0")
-    for flag, value in (("--weight-decay", cfg.weight_decay), ("--balance-weight", cfg.balance_weight),
-                        ("--z-weight", cfg.z_weight)):
-        if not 0 <= value < math.inf:
-            raise UserError(f"{flag} {value}: expected a finite number >= 0")
-    for flag, value in (("--d-model", cfg.d_model), ("--layers", cfg.layers)):
-        if value is not None and value < 1:
-            raise UserError(f"{flag} {value}: expected at least 1")
-    if cfg.grad_clip is not None and not 0 < cfg.grad_clip < math.inf:
-        raise UserError(f"--grad-clip {cfg.grad_clip}: expected a finite number > 0")
-    if not 0 <= cfg.val_fraction < 1:
-        raise UserError(f"--val-fraction {cfg.val_fraction}: expected a fraction in [0, 1)")
+def train(cfg: TrainConfig, on_epoch: OnEpoch | None = None, quiet: bool = False) -> list[int]:
+    """Train every requested fold into cfg.out; returns the folds trained. Safe under torchrun.
+
+    `on_epoch` receives each finished epoch's metrics on rank 0 (default: print a line); `quiet` leaves
+    out everything else the trainer would print."""
+    cfg.validate()
     caches = resolve_datasets(cfg.tasks, Path(cfg.data))
-    if cfg.preset in ("single-task", "singletask") and len(caches) > 1:
-        raise UserError(f"--preset single-task trains one dataset, got {len(caches)} "
-                        f"({', '.join(caches)}); run it once per dataset")
-    folds = parse_folds(cfg.fold, caches)
+    check_dataset_count(cfg, list(caches))
+    folds = parse_folds(cfg.fold, available_folds(caches))
     mconfig = model_config(cfg)
     device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":
         torch.cuda.set_device(device)
     info = init_from_env(device)
     try:
-        ctx = RunContext(cfg, caches, mconfig, device, info)
-        with _lock_run_dir(ctx):
+        ctx = RunContext(cfg, caches, mconfig, device, info, on_epoch, quiet)
+        with entered_on_main(ctx.run.lock("eegmamba train"), info, device):
             if info.is_main:  # a killed run's atomic-writer temporaries (fold folders: FoldTrainer.run)
                 remove_stale_temporaries(cfg.out)
             for fold in folds:  # cheap: reads fold-K/last/checkpoint.json only
@@ -270,38 +144,11 @@ def train(cfg: TrainConfig) -> list[int]:
     return folds
 
 
-@contextlib.contextmanager
-def _lock_run_dir(ctx: RunContext):
-    """Rank 0 holds the run folder's lock; its refusal stops every rank."""
-    stack = contextlib.ExitStack()
-    refusal = ""
-    if ctx.dist.is_main:
-        try:
-            stack.enter_context(directory_lock(ctx.cfg.out, "eegmamba train"))
-        except UserError as err:
-            refusal = str(err)
-    refusal = broadcast_refusal(refusal, ctx.dist, ctx.device)
-    if refusal:
-        stack.close()
-        raise UserError(refusal)
-    with stack:
-        yield
-
-
 def _write_run_record(ctx: RunContext, folds: list[int]) -> None:
-    path = ctx.cfg.out / "run.json"
-    previous = []
-    if path.exists():
-        try:
-            previous = json.loads(path.read_text())["invocations"]
-            if not isinstance(previous, list):
-                raise TypeError("invocations is not a list")
-        except (OSError, ValueError, KeyError, TypeError):
-            raise UserError(f"{path}: unreadable run record (not written by eegmamba train?); move it away "
-                            "or choose another --out") from None
+    previous = ctx.run.invocations()
     invocation = dict(argv=sys.argv, started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       folds=folds, resume=ctx.cfg.resume)
-    atomic_write_json(path, dict(ctx.record(), folds=folds, invocations=previous + [invocation]))
+    ctx.run.write_record(dict(ctx.record(), folds=folds, invocations=previous + [invocation]))
 
 
 # --- one fold --------------------------------------------------------------------------------------
@@ -316,25 +163,24 @@ def fold_settings(ctx: RunContext, fold: int) -> dict:
 
 def check_resumable(ctx: RunContext, fold: int) -> None:
     """Refuse, before anything is written, to resume a fold that was trained with other settings."""
-    fold_dir = ctx.cfg.out / f"fold-{fold}"
-    found = [d for d in (fold_dir / "last", fold_dir / ".last.old") if (d / "checkpoint.json").exists()]
-    if not ctx.cfg.resume or not found:
+    found = ctx.run.fold(fold).resumable_checkpoint()
+    if not ctx.cfg.resume or found is None:
         return
-    _, meta = ckpt.read_meta(found[0])
+    _, meta = ckpt.read_meta(found)
     mine = fold_settings(ctx, fold)
     for key in ("resume_key", "datasets", "model_config", "fold"):
         if meta.get(key) != mine[key]:
             diff = key
             if isinstance(mine[key], dict) and isinstance(meta.get(key), dict):
                 diff = next((k for k in mine[key] if meta[key].get(k) != mine[key][k]), key)
-            raise UserError(f"{found[0]}: was trained with other settings ({diff} differs); pass "
-                            "--no-resume to start this fold over, or choose another --out")
+            raise ConfigError(f"{literal(found)}: was trained with other settings ({literal(diff)} differs); "
+                              "start this fold over with {resume=False}, or train into another {out} folder")
 
 
 class FoldTrainer:
     def __init__(self, ctx: RunContext, fold: int):
         self.ctx, self.cfg, self.fold = ctx, ctx.cfg, fold
-        self.dir = ctx.cfg.out / f"fold-{fold}"
+        self.folder: FoldFolder = ctx.run.fold(fold)
         self.fold_seed = derive_seed(ctx.cfg.seed, fold)
         self.splits: dict[str, Split] = {
             name: split_fold(cache, fold, val_fraction=ctx.cfg.val_fraction, seed=ctx.cfg.seed,
@@ -351,75 +197,59 @@ class FoldTrainer:
         self.best_val, self.best_epoch, self.start_epoch = math.inf, 0, 1
         self.rows: list[dict] = []
 
+    @property
+    def plan(self) -> FoldPlan:
+        return FoldPlan(self.fold, {n: s.sizes() for n, s in self.splits.items()},
+                        sum(p.numel() for p in self.model.parameters()), self.sampler.steps_per_epoch(),
+                        self.cfg.epochs)
+
     # -- setup -------------------------------------------------------------------------------------
     def run(self) -> None:
         main = self.ctx.dist.is_main
         if main:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            ckpt.recover(self.dir)
-            remove_stale_temporaries(self.dir)
+            self.folder.path.mkdir(parents=True, exist_ok=True)
+            self.folder.recover()
+            remove_stale_temporaries(self.folder.path)
             if not self.cfg.resume:
-                self._clear()
+                self.folder.clear()  # forget this fold's earlier checkpoints, metrics and predictions
         barrier(self.ctx.dist)
-        if self.cfg.resume and (self.dir / "last").exists():
+        if self.cfg.resume and self.folder.last.exists():
             self._resume()
         if self.start_epoch > self.cfg.epochs:
-            if main:
-                console.print(f"fold {self.fold}: already trained for {self.start_epoch - 1} epochs "
-                              f"(--epochs {self.cfg.epochs}); nothing to do")
+            self.ctx.say(f"fold {self.fold}: already trained for {self.start_epoch - 1} epochs "
+                         f"(asked for {self.cfg.epochs}); nothing to do")
             return
+        plan = self.plan
         if main:
             self._write_fold_record()
-            self._describe()
+            self.ctx.say(f"fold {self.fold}: train/val/test windows: {plan.sizes_line()}; {plan.parameters:,} "
+                         f"parameters; {plan.steps_per_epoch} steps per epoch on {self.ctx.device}"
+                         + (f" x {self.ctx.dist.world_size} ranks" if self.ctx.dist.enabled else ""))
         model = self.model
         if self.ctx.dist.enabled:
             # Each step uses one dataset's spatial conv, task token and head, and 2 of 8 experts.
             model = DistributedDataParallel(self.model, find_unused_parameters=True,
                                             device_ids=[self.ctx.device] if self.ctx.device.type == "cuda" else None)
-        with self._progress() as advance:
+        live = self.ctx.dist.is_main and console.is_terminal and not self.ctx.quiet
+        total = self.sampler.steps_per_epoch() * (self.cfg.epochs - self.start_epoch + 1)
+        with fold_progress(self.fold, self.ctx.names, total, self.cfg.epochs, live) as advance:
             for epoch in range(self.start_epoch, self.cfg.epochs + 1):
-                self._epoch(model, epoch, advance)
-
-    def _clear(self) -> None:
-        """--no-resume: forget this fold's earlier checkpoints and metrics."""
-        for name in ("last", "best"):
-            shutil.rmtree(self.dir / name, ignore_errors=True)
-        shutil.rmtree(self.dir / "predictions", ignore_errors=True)  # from an earlier evaluate
-        for name in ("metrics.jsonl", "metrics.csv"):
-            (self.dir / name).unlink(missing_ok=True)
+                self._epoch(model, epoch, advance, plan)
 
     def _resume(self) -> None:
-        last = self.dir / "last"
-        directory, meta = ckpt.read_meta(last)
-        self.model.load_state_dict(ckpt.load_state_dict(last))
-        self.optimizer.load_state_dict(ckpt.load_optimizer_state(last))
+        directory, meta = ckpt.read_meta(self.folder.last)
+        self.model.load_state_dict(ckpt.load_state_dict(self.folder.last))
+        self.optimizer.load_state_dict(ckpt.load_optimizer_state(self.folder.last))
         self.start_epoch = int(meta["epoch"]) + 1
         best = meta.get("best_val_loss")
         self.best_val, self.best_epoch = (math.inf if best is None else float(best)), int(meta.get("best_epoch", 0))
-        metrics = self.dir / "metrics.jsonl"
-        if metrics.exists():  # rows written after the last complete checkpoint are dropped
-            try:
-                rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-                self.rows = [r for r in rows if r["epoch"] < self.start_epoch]
-            except (OSError, ValueError, KeyError, TypeError) as err:
-                raise UserError(f"{metrics}: unreadable ({type(err).__name__}: {err}); move it away to resume "
-                                "without the earlier epochs' metrics, or pass --no-resume") from None
-        if self.ctx.dist.is_main:
-            console.print(f"fold {self.fold}: resuming after epoch {meta['epoch']} from {directory}")
+        self.rows = self.folder.read_metrics(before_epoch=self.start_epoch)
+        self.ctx.say(f"fold {self.fold}: resuming after epoch {meta['epoch']} from {directory}")
 
     def _write_fold_record(self) -> None:
         splits = {name: dict(sizes=s.sizes(), subjects=s.subjects) for name, s in self.splits.items()}
-        atomic_write_json(self.dir / "run.json", dict(self.ctx.record(), fold=self.fold,
-                                                      fold_seed=self.fold_seed, splits=splits,
-                                                      start_epoch=self.start_epoch))
-
-    def _describe(self) -> None:
-        sizes = ", ".join(f"{n} {s.sizes()['train']}/{s.sizes()['val']}/{s.sizes()['test']}"
-                          for n, s in self.splits.items())
-        n_params = sum(p.numel() for p in self.model.parameters())
-        console.print(f"fold {self.fold}: train/val/test windows: {sizes}; {n_params:,} parameters; "
-                      f"{self.sampler.steps_per_epoch()} steps per epoch on {self.ctx.device}"
-                      + (f" x {self.ctx.dist.world_size} ranks" if self.ctx.dist.enabled else ""))
+        self.folder.write_record(dict(self.ctx.record(), fold=self.fold, fold_seed=self.fold_seed, splits=splits,
+                                      start_epoch=self.start_epoch))
 
     # -- one epoch ---------------------------------------------------------------------------------
     def _my_batches(self, epoch: int) -> Iterator[tuple[int, int, float, np.ndarray]]:
@@ -434,7 +264,7 @@ class FoldTrainer:
         name = self.ctx.names[d]
         return d, n_mine, scale, self.ctx.caches[name].windows(rows), self.labels[name][rows]
 
-    def _epoch(self, model: torch.nn.Module, epoch: int, advance: Callable) -> None:
+    def _epoch(self, model: torch.nn.Module, epoch: int, advance: Advance, plan: FoldPlan) -> None:
         ctx, info, device = self.ctx, self.ctx.dist, self.ctx.device
         torch.manual_seed(derive_seed(self.fold_seed, epoch, info.rank))  # dropout, gate noise
         model.train()
@@ -449,90 +279,48 @@ class FoldTrainer:
             advance(epoch, d, total, n_mine * info.world_size)
         all_reduce_sum(stats, info)
         elapsed = time.perf_counter() - start
-        val = self._validate()
+        val = validation_sums(self.model, ctx.caches, self.splits, self.labels, self.cfg.batch_size, device, info)
         in_sync = ranks_in_sync(unwrap(model), info)
         if not in_sync:
             raise RuntimeError(f"fold {self.fold} epoch {epoch}: DDP ranks hold different weights")
         if info.is_main:
-            self._finish_epoch(epoch, stats.cpu().numpy(), val, elapsed, in_sync)
+            self._finish_epoch(epoch, stats.cpu().numpy(), val, elapsed, in_sync, plan)
         barrier(info)
 
-    @contextlib.contextmanager
-    def _progress(self):
-        """Live bar on rank 0's terminal: epoch, dataset, loss, windows/s, ETA for the rest of the fold."""
-        live = self.ctx.dist.is_main and console.is_terminal
-        total = self.sampler.steps_per_epoch() * (self.cfg.epochs - self.start_epoch + 1)
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[speed]}"), TimeRemainingColumn(),
-                            console=console, transient=True, disable=not live)
-        task = progress.add_task(f"fold {self.fold}", total=total, speed="")
-        t0, steps, windows = time.perf_counter(), 0, 0
-
-        def advance(epoch: int, d: int, loss: torch.Tensor, n_windows: int) -> None:
-            nonlocal steps, windows
-            steps, windows = steps + 1, windows + n_windows
-            if live and (steps % 10 == 1 or steps == total):  # .item() waits for CUDA: not every step
-                rate = windows / max(time.perf_counter() - t0, 1e-9)
-                progress.update(task, completed=steps, speed=f"{rate:,.0f} win/s",
-                                description=f"fold {self.fold} epoch {epoch}/{self.cfg.epochs} "
-                                            f"{self.ctx.names[d]} loss {loss.item():.4f}")
-
-        with progress:
-            yield advance
-
-    # -- validation ----------------------------------------------------------------------------------
-    def _validate(self) -> dict[str, tuple[float, float, float]]:
-        """Per dataset: (Σ CE, Σ correct, n) over its validation windows, summed over ranks."""
-        info, device = self.ctx.dist, self.ctx.device
-        out = torch.zeros(len(self.ctx.names), 3, dtype=torch.float64, device=device)
-        for d, (name, split) in enumerate(self.splits.items()):
-            mine = np.array_split(split.val, info.world_size)[info.rank]
-            if len(mine) == 0:
-                continue
-            logits = torch.from_numpy(predict_logits(self.model, self.ctx.caches[name], mine, d,
-                                                     self.cfg.batch_size, device))
-            y = torch.from_numpy(self.labels[name][mine])
-            out[d, 0] += F.cross_entropy(logits, y, reduction="sum").item()
-            out[d, 1] += (logits.argmax(1) == y).sum().item()
-            out[d, 2] += len(mine)
-        all_reduce_sum(out, info)
-        return {name: tuple(out[d].tolist()) for d, name in enumerate(self.ctx.names)}
-
     # -- bookkeeping (rank 0) ----------------------------------------------------------------------
-    def _finish_epoch(self, epoch: int, stats: np.ndarray, val: dict, elapsed: float, in_sync: bool) -> None:
-        row: dict = dict(fold=self.fold, epoch=epoch, time_s=round(elapsed, 3),
-                         windows=int(stats[:, 2].sum()),
-                         windows_per_s=round(float(stats[:, 2].sum()) / max(elapsed, 1e-9), 2),
-                         lr=self.cfg.lr)
-        row["train_loss"] = float(stats[:, 0].sum() / max(stats[:, 2].sum(), 1))
+    def _metrics_row(self, epoch: int, stats: np.ndarray, val: dict, elapsed: float) -> dict:
+        n = float(stats[:, 2].sum())
+        row: dict = dict(fold=self.fold, epoch=epoch, time_s=round(elapsed, 3), windows=int(n),
+                         windows_per_s=round(n / max(elapsed, 1e-9), 2), lr=self.cfg.lr,
+                         train_loss=float(stats[:, 0].sum() / max(n, 1)))
         val_means = []
         for d, name in enumerate(self.ctx.names):
-            n = stats[d, 2]
-            row[f"train_loss.{name}"] = float(stats[d, 0] / n) if n else None
-            row[f"train_ce.{name}"] = float(stats[d, 1] / n) if n else None
+            n_d = stats[d, 2]
+            row[f"train_loss.{name}"] = float(stats[d, 0] / n_d) if n_d else None
+            row[f"train_ce.{name}"] = float(stats[d, 1] / n_d) if n_d else None
             ce_sum, correct, nv = val[name]
             row[f"val_loss.{name}"] = ce_sum / nv if nv else None
             row[f"val_acc.{name}"] = correct / nv if nv else None
             if nv:
                 val_means.append(ce_sum / nv)
-        # Model selection: the unweighted mean over datasets of each dataset's mean validation CE, so a
-        # small corpus counts as much as SHHS.
-        row["val_loss"] = float(np.mean(val_means)) if val_means else None
+        row["val_loss"] = selection_loss(val_means)
+        return row
+
+    def _finish_epoch(self, epoch: int, stats: np.ndarray, val: dict, elapsed: float, in_sync: bool,
+                      plan: FoldPlan) -> None:
+        row = self._metrics_row(epoch, stats, val, elapsed)
         improved = row["val_loss"] is not None and row["val_loss"] < self.best_val
         if improved:
             self.best_val, self.best_epoch = row["val_loss"], epoch
         row.update(best_epoch=self.best_epoch, ranks_in_sync=in_sync)
         self.rows.append(row)
-        self._write_metrics()
+        self.folder.write_metrics(self.rows)
         self._save(epoch, row, improved)
-        console.print(f"fold {self.fold} epoch {epoch}/{self.cfg.epochs}: train loss {row['train_loss']:.4f}"
-                      + (f", val loss {row['val_loss']:.4f}" if row["val_loss"] is not None else "")
-                      + (" (best)" if improved else "")
-                      + f", {row['windows_per_s']:,.0f} windows/s, {elapsed:.1f} s", highlight=False)
-
-    def _write_metrics(self) -> None:
-        atomic_write_text(self.dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.rows))
-        write_csv(self.dir / "metrics.csv", self.rows)
+        metrics = EpochMetrics(plan, dict(row))
+        if self.ctx.on_epoch is not None:
+            self.ctx.on_epoch(metrics)
+        else:
+            console.print(epoch_line(metrics), highlight=False)
 
     def _save(self, epoch: int, row: dict, improved: bool) -> None:
         meta = dict(fold_settings(self.ctx, self.fold), epoch=epoch, val_loss=row["val_loss"],
@@ -542,16 +330,15 @@ class FoldTrainer:
                                 "SeedSequence([fold_seed, e])", torch="manual_seed(derive_seed(fold_seed, e, "
                                 "rank)) at the start of epoch e"),
                     saved=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        tmp = self.dir / f".tmp-last-{epoch}"
-        tmp_best = self.dir / f".tmp-best-{epoch}"
+        tmp, tmp_best = self.folder.temporary(self.folder.last, epoch), self.folder.temporary(self.folder.best, epoch)
         try:
             shutil.rmtree(tmp, ignore_errors=True)
             ckpt.write_checkpoint(tmp, self.model, meta, self.optimizer)
             if improved:
                 shutil.rmtree(tmp_best, ignore_errors=True)
                 ckpt.write_checkpoint(tmp_best, self.model, meta)
-                ckpt.publish(tmp_best, self.dir / "best")
-            ckpt.publish(tmp, self.dir / "last")
+                ckpt.publish(tmp_best, self.folder.best)
+            ckpt.publish(tmp, self.folder.last)
         finally:  # a failed save (full disk) leaves the previous checkpoints and no half-written folder
             for folder in (tmp, tmp_best):
                 shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,68 @@
+"""The one inference loop: a model in eval mode over batches of windows, under the device's autocast.
+
+Validation during training, `evaluate` and `predict` all call `logits` (directly or through
+`cache_logits`), so they see the same numbers for the same windows.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from ..data.cache import WindowCache
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA with fp32 parameters; plain fp32 elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def prefetch(load: Callable, items: Iterable, depth: int = 2) -> Iterator:
+    """`map(load, items)` with up to `depth` items read ahead in a thread, so disk I/O overlaps compute."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(load, item))
+            if len(pending) > depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+@torch.no_grad()
+def logits(model: torch.nn.Module, batches: Iterable[np.ndarray], dataset: int, device: torch.device,
+           n_classes: int) -> np.ndarray:
+    """float32 logits (n, K) of `model` in eval mode on the window batches (B, C, L), in order."""
+    device = torch.device(device)
+    model.eval()
+    out = []
+    for x in batches:
+        with autocast_for(device):
+            batch_logits, _ = model(torch.from_numpy(np.ascontiguousarray(x)).to(device), dataset)
+        out.append(batch_logits.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)
+
+
+def window_logits(model: torch.nn.Module, windows: np.ndarray, dataset: int, batch_size: int,
+                  device: torch.device, n_classes: int) -> np.ndarray:
+    """`logits` of an array of windows (n, C, L), `batch_size` at a time."""
+    batches = (windows[i:i + batch_size] for i in range(0, len(windows), batch_size))
+    return logits(model, batches, dataset, device, n_classes)
+
+
+def cache_logits(model: torch.nn.Module, cache: WindowCache, rows: np.ndarray, dataset: int, batch_size: int,
+                 device: torch.device) -> np.ndarray:
+    """`logits` of the manifest rows `rows` of `cache`, the next batches read while one runs."""
+    chunks = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+    return logits(model, prefetch(cache.windows, chunks), dataset, device, len(cache.class_names))
+
+
+def probabilities(logits_: np.ndarray) -> np.ndarray:
+    """Softmax over classes in float64 (n, K): rows sum to 1 to float64 precision."""
+    return torch.softmax(torch.from_numpy(logits_).double(), dim=1).numpy()
