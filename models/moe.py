@@ -58,21 +58,29 @@ class TaskAwareMoE(nn.Module):
             if task is None:
                 raise ValueError("the task-aware gate needs the task token")
             gate_in = torch.cat([x, task.expand(x.shape[0], -1)], dim=-1)  # (M, 2D)
-        clean = self.gate(gate_in)  # (M, E)
-        logits = clean
-        if self.noise is not None and self.training:
-            logits = clean + torch.randn_like(clean) * F.softplus(self.noise(gate_in))
+        # The router stays in fp32 under autocast (as in Switch Transformer): a bf16 rounding of a near-tie
+        # would send the token to another expert, and the gate is a negligible share of the arithmetic.
+        with torch.autocast(x.device.type, enabled=False):
+            gate_in = gate_in if gate_in.dtype == torch.float64 else gate_in.float()
+            clean = self.gate(gate_in)  # (M, E)
+            logits = clean
+            if self.noise is not None and self.training:
+                logits = clean + torch.randn_like(clean) * F.softplus(self.noise(gate_in))
         top_logits, top_idx = logits.topk(self.cfg.top_k, dim=-1)  # (M, k)
         top_w = torch.softmax(top_logits, dim=-1)  # (M, k), = softmax over logits with the rest at -inf
         weights = torch.zeros_like(logits).scatter(-1, top_idx, top_w)  # (M, E)
         return top_idx, top_w, weights, clean
 
     def _sparse(self, x, top_idx, top_w):
-        """Each expert runs only on the tokens routed to it."""
+        """Each expert runs only on the tokens routed to it.
+
+        The sum is kept in x's dtype: under autocast the experts return bf16 while x (a LayerNorm output)
+        stays fp32, and index_add needs one dtype."""
         out = torch.zeros_like(x)  # (M, D)
         for j, expert in enumerate(self.experts):
             token, slot = torch.where(top_idx == j)  # tokens that picked expert j, and in which top-k slot
-            out = out.index_add(0, token, expert(x[token]) * top_w[token, slot, None])
+            contribution = expert(x[token]) * top_w[token, slot, None]  # (m_j, D)
+            out = out.index_add(0, token, contribution.to(out.dtype))
         return out
 
     def _dense(self, x, weights):

@@ -19,6 +19,17 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
 
     x_t = exp(delta_t * A) * x_{t-1} + delta_t * B_t * u_t ;  y_t = <C_t, x_t> + D * u_t ;  y *= silu(z)
     """
+    with _no_autocast(u):
+        return _selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+
+def _no_autocast(u):
+    """The recurrence multiplies hundreds of decays: it runs in fp32 even inside a bf16 autocast region
+    (autocast would otherwise send the loop's matmuls to bf16)."""
+    return torch.autocast(u.device.type, enabled=False)
+
+
+def _selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
     dtype_in = u.dtype
     work = torch.float64 if torch.float64 in (u.dtype, delta.dtype, A.dtype) else torch.float32
     u, delta, A, B, C = (t.to(work) for t in (u, delta, A, B, C))
@@ -97,7 +108,8 @@ def selective_scan_fast(u, delta, A, B, C, D=None, z=None, delta_bias=None, delt
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     work = _work_dtype(u, delta, A)
     run = _scan_kernel if _resolve_impl(impl, u, work) == "kernel" else _scan_loop
-    out, last = run(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), bool(return_last_state))
+    with _no_autocast(u):
+        out, last = run(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), bool(return_last_state))
     out = out.to(u.dtype)
     return (out, last) if return_last_state else out
 
