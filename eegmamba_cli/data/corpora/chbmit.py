@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ...console import UserError
 from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
-from ..edf import EdfSignals, match_channels, read_header
+from ...channels import match_channels
+from ..edf import EdfSignals, read_header
 from ..signal import check_fraction, fixed_windows, overlap_labels
 
 # The 23 channels of the paper, in order; T8-P8 appears twice (EDF channels 15 and 23 hold the same

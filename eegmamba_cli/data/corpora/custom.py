@@ -24,7 +24,7 @@ import numpy as np
 
 from ...console import UserError
 from ..base import TARGET_SFREQ, Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
-from ..edf import normalise_label
+from ...channels import normalise_label
 
 SUFFIXES = (".edf", ".bdf", ".gdf", ".fif")
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]")

@@ -19,7 +19,8 @@ import numpy as np
 
 from ...console import UserError
 from ..base import Corpus, CorpusInfo, Piece, Recording, RecordingError, RecordingRef
-from ..edf import EdfSignals, match_channels, read_annotations, read_header
+from ...channels import match_channels
+from ..edf import EdfSignals, read_annotations, read_header
 
 CHANNEL = "EEG Fpz-Cz"
 EPOCH_S = 30.0
