@@ -1,4 +1,4 @@
-"""Which signal of a user's recording feeds each channel a model head expects (LESSONS.md L8).
+"""Which signal of a user's recording feeds each channel a model head expects.
 
 A head expects canonical names (`Fpz-Cz`, `FP1-F7`, `T3`...). A recording names its channels its own way
 (`EEG Fpz-Cz`, `EEG FP1-REF`, `T7`, `EEG-C3`...). Matching goes, for each expected channel, through:
@@ -147,8 +147,8 @@ class ChannelMatcher:
             return Source(name, _nth(native, occurrence), how="corpus label")
         if k in self.by_name:
             index = _nth(self.by_name[k], occurrence)
-            how = "name" if spelling(name) == spelling(_undo_duplicate(self.labels[index], self.labels)) else "alias"
-            return Source(name, index, how=how)
+            label = _undo_duplicate(self.labels[index], self.labels)
+            return Source(name, index, how="name" if spelling(name) == spelling(label) else "alias")
         if k in self.by_reference:
             return Source(name, _nth(self.by_reference[k], occurrence), how="reference")
         parts = k.split("-")
