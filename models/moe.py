@@ -1,4 +1,4 @@
-"""Task-aware mixture of experts (spec §4).
+"""Task-aware mixture of experts (docs/design.md#task-aware-mixture-of-experts).
 
 Per token, over all N+1 tokens (class token included):
 
@@ -13,7 +13,7 @@ Auxiliary losses, per layer, over valid (non-padded) tokens only:
     z       = mean over tokens of logsumexp(clean gate logits)^2
 
 The gate and noise projections have no bias, as in Shazeer et al. 2017. Unlike Shazeer (zero init) they
-keep PyTorch's default Linear init [D], so the experts are routed by the input from the first step.
+keep PyTorch's default Linear init (our choice), so the experts are routed by the input from the first step.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from .config import MoEConfig
 
 
 class Expert(nn.Module):
-    """Linear(D, 2D) -> GELU -> Linear(2D, D), no dropout (spec §4, Fig. 10)."""
+    """Linear(D, 2D) -> GELU -> Linear(2D, D), no dropout (the paper's expert figure; GELU is our reading)."""
 
     def __init__(self, d_model: int, hidden_mult: int):
         super().__init__()
@@ -110,7 +110,7 @@ def aux_losses(weights, clean_logits, valid=None):
 
 
 class MoEBlock(nn.Module):
-    """Pre-LN + residual around the task-aware MoE [D]: T <- T + MoE(LN(T))."""
+    """Pre-LN + residual around the task-aware MoE, like the BiMamba block: T <- T + MoE(LN(T))."""
 
     def __init__(self, d_model: int, cfg: MoEConfig):
         super().__init__()

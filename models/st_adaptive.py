@@ -1,4 +1,4 @@
-"""ST-Adaptive front end (spec §2): per-dataset spatial conv, dual-path tokenizer, class token.
+"""ST-Adaptive front end (docs/design.md#tokenizer): per-dataset spatial conv, dual-path tokenizer, class token.
 
 Variable length. A batch may be right-padded, with `lengths` (B,) giving each row's valid samples.
 Every row must then produce exactly the tokens it would produce alone, at its own length:
@@ -29,11 +29,12 @@ import torch.nn.functional as F
 from .config import EEGMambaConfig
 from .ops.spatial_conv import spatial_conv1d
 
-# Dual-path tokenizer, spec §2.2 table: ("conv", kernel, stride) | ("pool", kernel, stride) | ("dropout",)
+# Dual-path tokenizer as read from the paper's figure (docs/design.md#tokenizer):
+# ("conv", kernel, stride) | ("pool", kernel, stride) | ("dropout",)
 SMALL_BRANCH = (("conv", 15, 2), ("pool", 7, 2), ("dropout",), ("conv", 7, 1), ("conv", 7, 1), ("pool", 3, 2))
 WIDE_BRANCH = (("conv", 49, 8), ("pool", 3, 2), ("dropout",), ("conv", 7, 1), ("conv", 7, 1), ("pool", 3, 2))
 
-GROUP_NORM_GROUPS = 8  # [D] for tokenizer_norm="group"; D=128 gives 16 channels per group
+GROUP_NORM_GROUPS = 8  # for tokenizer_norm="group"; D=128 gives 16 channels per group
 
 
 def length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
@@ -47,7 +48,7 @@ def out_length(n, kernel: int, stride: int, padding: int):
 
 
 def branch_tokens(length: int, branch=SMALL_BRANCH, padding: str = "same") -> int:
-    """Tokens one branch makes from `length` samples (spec §2.2: "same" gives ceil(L/8) and ceil(L/32))."""
+    """Tokens one branch makes from `length` samples ("same" padding gives ceil(L/8) and ceil(L/32))."""
     for layer in branch:
         if layer[0] != "dropout":
             length = out_length(length, layer[1], layer[2], layer[1] // 2 if padding == "same" else 0)
@@ -174,7 +175,7 @@ def fused_front_end_enabled() -> bool:
 
 
 class STAdaptive(nn.Module):
-    """Spatial-adaptive conv (one per dataset) + dual-path tokenizer + class token (spec §2).
+    """Spatial-adaptive conv (one per dataset) + dual-path tokenizer + class token. See docs/design.md#tokenizer.
 
     `fused` (decided once, at construction; an attribute, so a test or benchmark may flip it) computes the
     spatial conv and each branch's first conv as one convolution; only possible with spatial_kernel 1.

@@ -2,6 +2,10 @@
 
 Shapes follow mamba_ssm.ops.selective_scan_interface:
 u, delta, z: (B, D, L); A: (D, N); B, C: (B, N, L); D, delta_bias: (D,).
+
+Real-valued only: mamba_ssm also accepts a complex A (with complex B, C), but every path here computes in
+real fp32/fp64, where casting a complex tensor would silently drop its imaginary part; such inputs are
+refused instead.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
 
     x_t = exp(delta_t * A) * x_{t-1} + delta_t * B_t * u_t ;  y_t = <C_t, x_t> + D * u_t ;  y *= silu(z)
     """
+    _check_real(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
     with _no_autocast(u):
         return _selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
 
@@ -64,6 +69,13 @@ def _work_dtype(u, delta, A) -> torch.dtype:
     return torch.float64 if torch.float64 in (u.dtype, delta.dtype, A.dtype) else torch.float32
 
 
+def _check_real(**tensors) -> None:
+    for name, t in tensors.items():
+        if t is not None and t.is_complex():
+            raise TypeError(f"selective scan: {name} is complex ({t.dtype}); only real inputs are supported "
+                            "(a cast to a real dtype would drop the imaginary part)")
+
+
 def _check_shapes(u, delta, A, B, C, D, z, delta_bias) -> None:
     if u.dim() != 3:
         raise ValueError(f"u must be (batch, dim, length), got shape {tuple(u.shape)}")
@@ -105,6 +117,7 @@ def selective_scan_fast(u, delta, A, B, C, D=None, z=None, delta_bias=None, delt
     "kernel" (force the C kernel; computes in fp32 even for fp64 inputs) or "loop" (force the
     pure-PyTorch loop, any device, fp32 or fp64). Output has u's dtype; last state is fp32/fp64.
     """
+    _check_real(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     work = _work_dtype(u, delta, A)
     run = _scan_kernel if _resolve_impl(impl, u, work) == "kernel" else _scan_loop
@@ -173,8 +186,10 @@ def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_
     """Selective scan on the active backend (EEGMAMBA_BACKEND); same contract as the reference.
 
     CUDA tensors go to mamba_ssm's kernel when the backend allows it; everything else to
-    `selective_scan_fast` (C kernel on CPU, torch loop elsewhere).
+    `selective_scan_fast` (C kernel on CPU, torch loop elsewhere). Complex inputs are refused on every
+    path, the CUDA kernel's included, so a model behaves the same on every backend.
     """
+    _check_real(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
     kernel = cuda_op("selective_scan", u)
     if kernel is not None:
         return kernel(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
