@@ -1,6 +1,6 @@
-"""Configuration dataclasses for EEGMamba (spec: ../shared/spec/EEGMAMBA.md).
+"""Configuration dataclasses for EEGMamba (the decisions behind each default: docs/design.md).
 
-Every value marked [D] in the spec is a field here, so that a run records exactly what it used.
+Every value the paper leaves open is a field here, so that a run records exactly what it used.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class MambaConfig:
-    """Mamba-1 settings [D]: the mamba_ssm defaults (spec §3)."""
+    """Mamba-1 settings: the mamba_ssm defaults, which the paper does not restate (docs/design.md#bimamba-block)."""
 
     d_state: int = 16
     d_conv: int = 4
@@ -42,7 +42,7 @@ class MambaConfig:
 
 @dataclass(frozen=True)
 class MoEConfig:
-    """Task-aware mixture of experts (spec §4)."""
+    """Task-aware mixture of experts (docs/design.md#task-aware-mixture-of-experts)."""
 
     n_experts: int = 8
     top_k: int = 2
@@ -60,15 +60,15 @@ class EEGMambaConfig:
     mamba: MambaConfig = field(default_factory=MambaConfig)
     moe: MoEConfig = field(default_factory=MoEConfig)
     # ST-Adaptive module
-    spatial_kernel: int = 1  # [D] k=1: a pure spatial mix per dataset
+    spatial_kernel: int = 1  # our choice, k=1: a pure spatial mix per dataset
     tokenizer_norm: Literal["none", "batch", "group"] = "none"
     tokenizer_padding: Literal["same", "valid"] = "same"
     tokenizer_dropout: float = 0.5
     final_norm: bool = True
-    # [D] Where the class token sits. The paper puts it first (Eq. 7); a forward-only scan never carries
+    # Our choice: where the class token sits. The paper puts it first (Eq. 7); a forward-only scan never carries
     # information back to position 0, so the single-directional ablation puts it last instead.
     cls_position: Literal["first", "last"] = "first"
-    # Loss weights for the MoE auxiliary losses (spec §5)
+    # Loss weights for the MoE auxiliary losses (docs/design.md#loss-and-auxiliary-loss-weights)
     balance_loss_weight: float = 1.0
     z_loss_weight: float = 1.0
 
@@ -96,7 +96,7 @@ ABLATIONS = ("unidirectional", "no-moe", "vanilla-moe", "no-task-gate", "no-univ
 
 
 def ablate(cfg: EEGMambaConfig, ablation: str) -> EEGMambaConfig:
-    """Apply one of the paper's ablation variants (spec §7) to a config."""
+    """Apply one of the paper's ablation variants (docs/design.md#ablations) to a config."""
     if ablation == "unidirectional":
         return replace(cfg, mamba=replace(cfg.mamba, bidirectional=False), cls_position="last")
     if ablation == "no-moe":

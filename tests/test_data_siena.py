@@ -142,7 +142,7 @@ def test_fixture_corpus_exact_windows_labels_channels(tmp_path):
     assert set(m["session"]) == {"1", "2"}
     # PN00-2: the list's registration start is 5 s off; offsets come from the header
     assert any("registration start 23.59.45, the EDF header 23.59.50" in n for n in report.notes)
-    # channel order follows the spec whatever the file's order and case (PN01 is reversed, mixed case)
+    # channel order follows the declaration whatever the file's order and case (PN01 is reversed, mixed case)
     for row in (0, 10):
         window = cache.windows([row])[0]
         assert [peak_frequency(window[k]) for k in range(29)] == [channel_freq(k) for k in range(29)]

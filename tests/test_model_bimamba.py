@@ -1,4 +1,4 @@
-"""BiMamba block (spec §3, Algorithm 1): names, init, directions, padding."""
+"""BiMamba block (the paper's Algorithm 1): names, init, directions, padding."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""EEGMamba model (spec §1-§7): parameter counts, names, padding, all paper shapes, gradients, ablations."""
+"""EEGMamba model: parameter counts, names, padding, all paper shapes, gradients, ablations."""
 import pytest
 import torch
 
@@ -124,7 +124,7 @@ def test_last_valid_sample_reaches_the_class_token():
 
 @pytest.mark.parametrize("spec", PAPER_DATASETS, ids=[d.name for d in PAPER_DATASETS])
 def test_forward_backward_on_every_paper_shape(spec):
-    """Channels from PAPER_DATASETS and samples from PAPER_SEGMENT_SAMPLES (spec §11) at batch 2; a reduced
+    """Channels from PAPER_DATASETS and samples from PAPER_SEGMENT_SAMPLES at batch 2; a reduced
     width/depth (SMALL) keeps the reference scan fast. Real width/depth is covered by the count test."""
     m = small_model().train()
     x = torch.randn(2, spec.n_channels, PAPER_SEGMENT_SAMPLES[spec.name])

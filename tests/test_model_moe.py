@@ -1,4 +1,4 @@
-"""Task-aware MoE (spec §4): routing properties, dispatch, auxiliary losses, ablations."""
+"""Task-aware MoE: routing properties, dispatch, auxiliary losses, ablations."""
 import math
 
 import pytest

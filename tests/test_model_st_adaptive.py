@@ -1,4 +1,4 @@
-"""ST-Adaptive front end: token counts (spec §2.2 table) and right-padded batches."""
+"""ST-Adaptive front end: token counts (docs/design.md#tokenizer) and right-padded batches."""
 import pytest
 import torch
 

@@ -1,4 +1,4 @@
-"""Dynamic sampling (spec §9): proportions, exactly-once coverage, partial batches, reproducibility, DDP split."""
+"""Dynamic sampling: proportions, exactly-once coverage, partial batches, reproducibility, DDP split."""
 import numpy as np
 import pytest
 

@@ -3,7 +3,7 @@
 MNE reads GDF data and events (`mne.io.read_raw_gdf`), but on a truncated file it fails with an
 unrelated IndexError, and the digital minimum that marks the gaps between BCI IV 2a runs is only in its
 private `_raw_extras`. This module reads the fixed and variable headers of GDF 1.x and 2.x
-(DATASETS.md §8) and checks that the file holds every data record and the whole event table.
+(see docs/datasets.md, BCI IV 2a) and checks that the file holds every data record and the whole event table.
 """
 from __future__ import annotations
 

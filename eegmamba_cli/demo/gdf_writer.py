@@ -1,6 +1,6 @@
 """A small GDF writer (test fixtures and `eegmamba demo`): GDF 1.25 and 2.20, int16 samples, event mode 3.
 
-Byte layouts follow DATASETS.md §8 (GDF 1.25) and the GDF 2.x specification as MNE reads it
+Byte layouts follow GDF 1.25 and the GDF 2.x specification as MNE reads it
 (`mne/io/edf/edf.py:_read_gdf_header`). Everything is little-endian. Only what the BCI IV 2a files use
 is written: one data type for all channels, equal samples per record, a fixed header of 256 bytes plus
 256 bytes per signal, and the event table right after the last record.

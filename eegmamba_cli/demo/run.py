@@ -42,7 +42,7 @@ class DemoModel:
     d_model: int = 32
     layers: int = 2  # BiMamba blocks, each followed by a MoE block
     moe: bool = True
-    balance_weight: float = 0.01  # the spec's documented alternative (ST-MoE): at 1.0 the auxiliary losses
+    balance_weight: float = 0.01  # the ST-MoE paper's weights (docs/design.md): at 1.0 the auxiliary losses
     z_weight: float = 0.001  # hold the CE at chance for several epochs (docs/commands/demo.md)
     batch_size: int = 8
     lr: float = 7e-4  # at 1e-3 and 2e-3 the activations on the 1876-token DEAP windows grew until DEAP

@@ -1,4 +1,4 @@
-"""Segment-level classification metrics (spec §10, LESSONS L21), all computed by scikit-learn.
+"""Segment-level classification metrics (docs/design.md#metrics), all computed by scikit-learn.
 
 The paper's three come first: accuracy, AUROC (binary: positive-class probability; multi-class:
 one-vs-rest macro) and support-weighted F1. Balanced accuracy, Cohen's kappa, macro F1 and AUPRC

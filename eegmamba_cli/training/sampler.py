@@ -1,4 +1,4 @@
-"""Dynamic sampling (spec §9): every batch comes from one dataset, chosen in proportion to what is left.
+"""Dynamic sampling (docs/design.md#dynamic-sampling): every batch comes from one dataset, chosen in proportion to what is left.
 
 Within an epoch, r_d is the number of dataset d's training samples not drawn yet. Each step picks d with
 probability r_d / Σr and takes the next ≤ batch_size samples of d's own shuffled order, so large datasets
