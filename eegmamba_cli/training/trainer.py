@@ -167,6 +167,7 @@ def check_same_protocol(ctx: RunContext) -> None:
     """Refuse to add folds of another protocol to a run: their results could not be averaged."""
     if not ctx.run.record_path.exists() or not any(f.resumable_checkpoint() for f in ctx.run.folds()):
         return
+    ctx.run.invocations()  # an unreadable record: the one line that writing the record would give
     recorded = protocol_settings(ctx.run.read()["config"])
     mine = protocol_settings(ctx.cfg.to_json())
     if recorded != mine:
