@@ -101,7 +101,7 @@ def protocol_of(settings: dict) -> Protocol:
                               test_sessions=settings.get("test_sessions") or None,
                               val_fraction=settings["val_fraction"])
     except ProtocolError as err:
-        raise ConfigError("{protocol}: " + literal(err)) from None
+        raise ConfigError(literal(err)) from None  # its words name the setting already
 
 
 PROTOCOL_SETTINGS = ("protocol", "n_folds", "test_subjects", "test_sessions")

@@ -1,8 +1,8 @@
 """`eegmamba evaluate`: test-set predictions and metrics for every trained fold of a run.
 
 For each fold of the run, the selected checkpoint (best validation loss or final epoch, as the run was
-trained, unless overridden) predicts the windows of the fold's test subjects, rebuilt from the caches
-exactly as training split them. Outputs, all written atomically into the run folder (where exactly:
+trained, unless overridden) predicts the fold's test windows, rebuilt from the caches under the run's
+protocol exactly as training split them (splits.py); folds of another protocol are refused. Outputs, all written atomically into the run folder (where exactly:
 run_folder.py):
 
     results.csv         one row per fold and dataset, every metric
@@ -10,6 +10,7 @@ run_folder.py):
     confusion PNGs      one per dataset, summed over folds, with class names
     predictions         per fold and dataset, per window: manifest row, subject, label, prediction,
                         probabilities (parquet)
+    peers.csv, .png     with `peers`: EEGMamba beside the peer baselines (peer_report.py)
 """
 from __future__ import annotations
 
