@@ -124,7 +124,7 @@ def save_peers_png(path, summary: dict) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure  # no pyplot: no global backend state, headless-safe
 
-    fig = Figure(figsize=(6.5, 3.2 * len(summary)))
+    fig = Figure(figsize=(7.5, 3.2 * len(summary)))
     FigureCanvasAgg(fig)
     for i, (dataset, methods) in enumerate(summary.items()):
         ax = fig.add_subplot(len(summary), 1, i + 1)
@@ -135,10 +135,10 @@ def save_peers_png(path, summary: dict) -> None:
             ax.bar(np.arange(len(SCORES)) + (j - (len(methods) - 1) / 2) * width, means, width, yerr=stds,
                    capsize=3, label=method)
         ax.set_xticks(range(len(SCORES)), [m.replace("_", " ") for m in SCORES])
-        ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.0)
+        ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.05)  # room for a ± std bar above a perfect score
         ax.axhline(0, color="black", linewidth=0.5)
         ax.set_title(DISPLAY_NAMES.get(dataset, dataset), fontsize=10)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
     fig.tight_layout()
     with atomic_writer(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=120)
