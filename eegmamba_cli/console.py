@@ -12,6 +12,7 @@ from typing import Callable, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 # Piped or captured output (CI logs, `| tee`) has no terminal width; rich would wrap tables at 80 columns.
 console = Console(stderr=True, width=None if sys.stderr.isatty() or os.environ.get("COLUMNS") else 160)
@@ -26,7 +27,8 @@ class UserError(Exception):
 
 
 def fail(message: str, code: int = 1) -> None:
-    console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    # The message is text, not markup: `pip install "eegmamba[peers]"` or a path with brackets stays whole.
+    console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

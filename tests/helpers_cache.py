@@ -20,24 +20,32 @@ from models import preset
 def make_cache(root: Path, name: str, *, n_subjects: int = 6, windows_per_subject: int = 8,
                n_channels: int = 2, samples: int = 64, n_classes: int = 2, n_folds: int = 3,
                folds: Sequence[int] | None = None, noise: float = 0.3, seed: int = 0,
-               task: str = "custom", fingerprint: str | None = None) -> WindowCache:
+               task: str = "custom", fingerprint: str | None = None, sessions: int = 1) -> WindowCache:
+    """`sessions` > 1: each subject gets one recording per session ("1", "2", ...), each of
+    `windows_per_subject` windows."""
     rng = np.random.default_rng(seed)
     writer = CacheWriter(root / name, dataset=name, task=task, channels=[f"C{i}" for i in range(n_channels)],
                          sfreq=200.0, window_samples=samples, class_names=[f"class{k}" for k in range(n_classes)],
                          params={"test": True}, fingerprint=fingerprint or f"fp-{name}-{seed}", version="test")
     t = np.arange(samples) / 200.0
     for i in range(n_subjects):
-        labels = np.arange(windows_per_subject) % n_classes
-        rng.shuffle(labels)
-        clean = np.stack([(k + 1) * np.sin(2 * np.pi * 8 * (k + 1) * t + rng.uniform(0, 2 * np.pi))
-                          for k in labels])[:, None, :]
-        x = (clean + noise * rng.standard_normal((windows_per_subject, n_channels, samples))).astype(np.float32)
-        fold = folds[i] if folds is not None else (i % n_folds) + 1
-        rows = pd.DataFrame({"subject": [f"s{i:02d}"] * windows_per_subject, "session": ["1"] * windows_per_subject,
-                             "start_s": np.arange(windows_per_subject) * samples / 200.0,
-                             "label": labels, "fold": [fold] * windows_per_subject})
-        writer.write_recording(f"s{i:02d}-r1", x, rows)
+        for session in range(1, sessions + 1):
+            _write_subject(writer, rng, i, session, windows_per_subject, n_channels, samples, n_classes, t, noise,
+                           folds[i] if folds is not None else (i % n_folds) + 1)
     return writer.finalize()
+
+
+def _write_subject(writer, rng, i, session, windows_per_subject, n_channels, samples, n_classes, t, noise, fold):
+    labels = np.arange(windows_per_subject) % n_classes
+    rng.shuffle(labels)
+    clean = np.stack([(k + 1) * np.sin(2 * np.pi * 8 * (k + 1) * t + rng.uniform(0, 2 * np.pi))
+                      for k in labels])[:, None, :]
+    x = (clean + noise * rng.standard_normal((windows_per_subject, n_channels, samples))).astype(np.float32)
+    rows = pd.DataFrame({"subject": [f"s{i:02d}"] * windows_per_subject,
+                         "session": [str(session)] * windows_per_subject,
+                         "start_s": np.arange(windows_per_subject) * samples / 200.0,
+                         "label": labels, "fold": [fold] * windows_per_subject})
+    writer.write_recording(f"s{i:02d}-r{session}", x, rows)
 
 
 def make_toy_pair(root: Path) -> Path:

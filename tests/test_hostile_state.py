@@ -23,8 +23,9 @@ runner = CliRunner()
 def pristine(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("state")
     make_cache(base / "cache", "toya", n_subjects=6, windows_per_subject=8)
+    # s00 is fold 1's test subject, so evaluate reads the array the cases below damage.
     train(TrainConfig(out=base / "run", data=base / "cache", tasks="toya", fold="1", epochs=1, d_model=16,
-                      layers=1, device="cpu", batch_size=8))
+                      layers=1, device="cpu", batch_size=8, protocol="held-out", test_subjects=("s00",)))
     return base
 
 
@@ -85,7 +86,7 @@ def test_damaged_state_is_one_line(pristine, tmp_path, case):
     if command == "train":
         args = ["train", "--data", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--tasks", "toya",
                 "--fold", "1", "--epochs", "2", "--d-model", "16", "--layers", "1", "--device", "cpu",
-                "--batch-size", "8"]
+                "--batch-size", "8", "--test-subjects", "s00"]
     else:
         args = ["evaluate", str(tmp_path / "run"), "--device", "cpu", "--data", str(tmp_path / "cache")]
     result = runner.invoke(app, args)

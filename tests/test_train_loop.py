@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from eegmamba_cli.app import app
 from eegmamba_cli.data.cache import WindowCache
 from eegmamba_cli.training.checkpoint import load_checkpoint
-from eegmamba_cli.training.data import resolve_datasets, split_fold
+from eegmamba_cli.training.data import resolve_datasets
+from eegmamba_cli.training.splits import dataset_folds
 from eegmamba_cli.fileio import directory_lock
 from eegmamba_cli.training.distributed import DistInfo
 from eegmamba_cli.training.inference import cache_logits
@@ -45,7 +46,7 @@ def test_learns_a_learnable_task(data, tmp_path):
     assert rows[-1]["train_loss"] < 0.7 * rows[0]["train_loss"]
     model, meta = load_checkpoint(run / "fold-1" / "best")
     cache = WindowCache(data / "toya")
-    test = split_fold(cache, 1, val_fraction=cfg.val_fraction, seed=cfg.seed).test
+    test = dataset_folds(cache, cfg.split_protocol()).splits[1].test
     logits = cache_logits(model, cache, test, 0, 16, torch.device("cpu"))
     acc = float(np.mean(logits.argmax(1) == cache.labels[test]))
     assert acc >= 0.8, acc  # two balanced classes: chance is 0.5
@@ -75,11 +76,12 @@ def test_resume_is_bit_identical(data, tmp_path):
 def test_training_touches_only_training_subjects(data, tmp_path):
     cfg = _cfg(data, tmp_path / "iso", fold="2")
     caches = resolve_datasets(cfg.tasks, data)
-    trainer = FoldTrainer(RunContext(cfg, caches, model_config(cfg), torch.device("cpu"), DistInfo()), 2)
+    folds = {name: dataset_folds(cache, cfg.split_protocol()) for name, cache in caches.items()}
+    trainer = FoldTrainer(RunContext(cfg, caches, model_config(cfg), torch.device("cpu"), DistInfo(), folds), 2)
     for name, cache in caches.items():
         split = trainer.splits[name]
-        test_subjects = set(cache.subjects[cache.folds == 2])
-        assert set(split.subjects["test"]) == test_subjects
+        test_subjects = set(cache.subjects[split.test])
+        assert test_subjects and set(split.subjects["test"]) == test_subjects == set(split.holds_out["subjects"])
         assert not test_subjects & set(cache.subjects[split.train]) and not test_subjects & set(split.subjects["val"])
         assert not set(split.subjects["val"]) & set(cache.subjects[split.train])
     seen = {name: set() for name in caches}

@@ -20,6 +20,9 @@ def main(
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 256,
     max_windows_per_dataset: Annotated[Optional[int], typer.Option(
         help="Random subset of at most N test windows per dataset and fold [default: the run's setting].")] = None,
+    peers: Annotated[bool, typer.Option(
+        "--peers/--no-peers", help="Also fit MiniRocket and a Riemannian tangent-space pipeline on the same folds and "
+                                   "compare (needs: pip install \"eegmamba[peers]\"); writes peers.csv and peers.png.")] = False,
     json_out: Annotated[bool, typer.Option("--json/--no-json", help="Also print results.json to stdout.")] = False,
     allow_pickle_checkpoint: Annotated[bool, typer.Option(
         "--allow-pickle-checkpoint/--no-allow-pickle-checkpoint",
@@ -34,10 +37,17 @@ def main(
                                           select=None if select.value == "run" else select.value,
                                           device=device.value, batch_size=batch_size,
                                           max_windows_per_dataset=max_windows_per_dataset,
-                                          allow_pickle=allow_pickle_checkpoint))
+                                          allow_pickle=allow_pickle_checkpoint, peers=peers))
     for table in paper_tables(results):
         console.print(table)
     console.print(all_metrics_table(results))
     console.print(f"wrote {run_dir / 'results.csv'}, {run_dir / 'results.json'} and {run_dir / 'confusion'}/")
+    if peers:
+        from ..training.peer_report import peers_table
+        from ..training.run_folder import RunFolder
+
+        console.print(peers_table(results["peers"]["summary"], results["protocol"]["protocol"]))
+        folder = RunFolder(run_dir)
+        console.print(f"wrote {folder.peers_csv} and {folder.peers_png}")
     if json_out:
         typer.echo((run_dir / "results.json").read_text(), nl=False)

@@ -1,4 +1,5 @@
-"""`eegmamba train`: multi-task (or single-task) training with subject-grouped folds, resumable, DDP-ready."""
+"""`eegmamba train`: multi-task (or single-task) training, fold by fold under an evaluation protocol, resumable,
+DDP-ready."""
 from __future__ import annotations
 
 import os
@@ -10,6 +11,14 @@ import typer
 
 from ..console import console, handle_errors
 from .options import Ablation, Device, Select, settings_as_flags
+
+
+class Protocol(str, Enum):
+    subject_kfold = "subject-kfold"
+    loso = "loso"
+    cross_session = "cross-session"
+    within_subject = "within-subject"
+    held_out = "held-out"
 
 
 class Preset(str, Enum):
@@ -24,7 +33,18 @@ def main(
                                             "(seizure, sleep, emotion, mi) and/or dataset names, comma-separated.")] = "all",
     data: Annotated[Optional[Path], typer.Option(help="Cache root holding <dataset>/info.json "
                                                       "[default: $EEGMAMBA_DATA/cache, else ./eegmamba-data/cache].")] = None,
-    fold: Annotated[str, typer.Option(help="Test fold 1..5, several as 1,3, or 'all'.")] = "all",
+    fold: Annotated[str, typer.Option(help="Which of the protocol's folds to train: a number, several as 1,3, "
+                                           "or 'all'.")] = "all",
+    protocol: Annotated[Optional[Protocol], typer.Option(
+        help="Which windows test in each fold: subject-kfold (the paper's folds for its corpora, subject-grouped "
+             "k-fold elsewhere), loso, cross-session, within-subject, held-out [default: held-out with "
+             "--test-subjects/--test-sessions, else subject-kfold].")] = None,
+    folds: Annotated[Optional[int], typer.Option(
+        help="Number of folds for subject-kfold and within-subject [default: 5, or the corpus's fixed folds].")] = None,
+    test_subjects: Annotated[Optional[str], typer.Option(
+        help="held-out: the test subjects, comma-separated.")] = None,
+    test_sessions: Annotated[Optional[str], typer.Option(
+        help="held-out or cross-session: the test sessions (runs, for one-session data), comma-separated.")] = None,
     preset: Annotated[Preset, typer.Option(help="multitask: 8 BiMamba + 8 MoE blocks; single-task: 2 BiMamba "
                                                 "blocks, one dataset.")] = Preset.multitask,
     ablation: Annotated[Optional[list[Ablation]], typer.Option(help="Paper ablation variant (repeatable).")] = None,
@@ -44,8 +64,8 @@ def main(
                                                 "final epoch.")] = Select("best-val"),
     max_windows_per_dataset: Annotated[Optional[int], typer.Option(
         help="Random subset of at most N windows per dataset and split (quick runs).")] = None,
-    val_fraction: Annotated[float, typer.Option(help="Share of the training subjects held out for "
-                                                     "validation (at least one).")] = 0.1,
+    val_fraction: Annotated[float, typer.Option(help="Share of each fold's training part held out for validation, "
+                                                     "grouped as the protocol groups (0 to 0.5).")] = 0.1,
     grad_clip: Annotated[Optional[float], typer.Option(
         help="Clip the global gradient norm to this value (default: off, as in the paper).")] = None,
 ) -> None:
@@ -58,9 +78,17 @@ def main(
                       layers=layers, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                       balance_weight=balance_weight, z_weight=z_weight, seed=seed, device=device.value,
                       resume=resume, select=select.value, max_windows_per_dataset=max_windows_per_dataset,
-                      val_fraction=val_fraction, grad_clip=grad_clip)
-    with settings_as_flags(ablations="--ablation"):
+                      val_fraction=val_fraction, grad_clip=grad_clip,
+                      protocol=protocol.value if protocol else ("held-out" if test_subjects or test_sessions
+                                                                else "subject-kfold"),
+                      n_folds=folds, test_subjects=_names(test_subjects), test_sessions=_names(test_sessions))
+    with settings_as_flags(ablations="--ablation", n_folds="--folds"):
         folds = train(cfg)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 talks
         console.print(f"trained fold(s) {', '.join(map(str, folds))} into {out}; "
                       f"next: eegmamba evaluate {out}")
+
+
+def _names(value: str | None) -> tuple[str, ...]:
+    """Comma-separated names as the config holds them; empty names are left for its checks to refuse."""
+    return () if value is None else tuple(v.strip() for v in value.split(","))

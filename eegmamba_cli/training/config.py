@@ -12,6 +12,7 @@ from models import EEGMambaConfig, ablate, preset
 
 from ..errors import ConfigError, literal
 from .data import default_cache_root
+from .protocols import MAX_VAL_FRACTION, Protocol, ProtocolError, parse_protocol
 from .run_folder import SELECTIONS
 
 SINGLE_TASK_PRESETS = ("single-task", "singletask")
@@ -42,10 +43,15 @@ class TrainConfig:
     max_windows_per_dataset: int | None = None
     val_fraction: float = 0.1
     grad_clip: float | None = None  # off, as in the paper; a number clips the global gradient norm to it
+    protocol: str = "subject-kfold"  # training/protocols.py: which windows train, validate and test per fold
+    n_folds: int | None = None  # for subject-kfold and within-subject; None: 5 (or the corpus's fixed folds)
+    test_subjects: tuple[str, ...] = ()  # held-out: the test part
+    test_sessions: tuple[str, ...] = ()  # held-out or cross-session: the test part
 
     def to_json(self) -> dict:
         d = asdict(self)
-        d.update(out=str(self.out), data=str(self.data), ablations=list(self.ablations))
+        d.update(out=str(self.out), data=str(self.data), ablations=list(self.ablations),
+                 test_subjects=list(self.test_subjects), test_sessions=list(self.test_sessions))
         return d
 
     def resume_key(self) -> dict:
@@ -75,8 +81,36 @@ class TrainConfig:
                 raise ConfigError(f"{{{name}}} must be a finite number >= 0", got=getattr(self, name))
         if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
             raise ConfigError("{grad_clip} must be a finite number > 0", got=self.grad_clip)
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigError("{val_fraction} must be a fraction in [0, 1)", got=self.val_fraction)
+        if not 0 <= self.val_fraction <= MAX_VAL_FRACTION:
+            raise ConfigError(f"{{val_fraction}} must be a fraction from 0 to {MAX_VAL_FRACTION}", got=self.val_fraction)
+        if self.n_folds is not None and self.n_folds < 2:
+            raise ConfigError("{n_folds} must be at least 2", got=self.n_folds)
+        self.split_protocol()
+
+    def split_protocol(self) -> Protocol:
+        """The evaluation protocol these settings ask for (checked against the windows by make_folds)."""
+        return protocol_of(self.to_json())
+
+
+def protocol_of(settings: dict) -> Protocol:
+    """The Protocol of a run's recorded settings (TrainConfig.to_json()). Runs recorded before protocols
+    existed split by the caches' fixed folds: subject-kfold."""
+    try:
+        return parse_protocol(settings.get("protocol", "subject-kfold"), folds=settings.get("n_folds"),
+                              seed=settings["seed"], test_subjects=settings.get("test_subjects") or None,
+                              test_sessions=settings.get("test_sessions") or None,
+                              val_fraction=settings["val_fraction"])
+    except ProtocolError as err:
+        raise ConfigError(literal(err)) from None  # its words name the setting already
+
+
+PROTOCOL_SETTINGS = ("protocol", "n_folds", "test_subjects", "test_sessions")
+
+
+def protocol_settings(settings: dict) -> dict:
+    """The recorded settings that decide a run's folds; runs from before protocols read as subject-kfold."""
+    defaults = dict(protocol="subject-kfold", n_folds=None, test_subjects=[], test_sessions=[])
+    return {k: settings.get(k, defaults[k]) for k in PROTOCOL_SETTINGS}
 
 
 def _at_least_one(name: str, value: int) -> None:

@@ -1,8 +1,8 @@
 """`eegmamba evaluate`: test-set predictions and metrics for every trained fold of a run.
 
 For each fold of the run, the selected checkpoint (best validation loss or final epoch, as the run was
-trained, unless overridden) predicts the windows of the fold's test subjects, rebuilt from the caches
-exactly as training split them. Outputs, all written atomically into the run folder (where exactly:
+trained, unless overridden) predicts the fold's test windows, rebuilt from the caches under the run's
+protocol exactly as training split them (splits.py); folds of another protocol are refused. Outputs, all written atomically into the run folder (where exactly:
 run_folder.py):
 
     results.csv         one row per fold and dataset, every metric
@@ -10,6 +10,7 @@ run_folder.py):
     confusion PNGs      one per dataset, summed over folds, with class names
     predictions         per fold and dataset, per window: manifest row, subject, label, prediction,
                         probabilities (parquet)
+    peers.csv, .png     with `peers`: EEGMamba beside the peer baselines (peer_report.py)
 """
 from __future__ import annotations
 
@@ -30,13 +31,14 @@ from ..data.cache import WindowCache
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes, atomic_write_json, atomic_writer
 from .checkpoint import load_checkpoint
-from .data import split_fold
+from .config import protocol_of, protocol_settings
 from .distributed import resolve_device
 from .environment import environment
 from .inference import cache_logits, probabilities
 from .metrics import METRICS, PAPER_METRICS, MissingClassWarning, classification_metrics, mean_std
 from .paper import DISPLAY_NAMES, PAPER_RESULTS, PAPER_TABLES
-from .run_folder import DEFAULT_SELECT, SELECTIONS, RunFolder
+from .run_folder import DEFAULT_SELECT, SELECTIONS, FoldFolder, RunFolder
+from .splits import DatasetFolds, dataset_folds, split_for
 
 
 @dataclass
@@ -48,6 +50,7 @@ class EvalConfig:
     batch_size: int = 256
     max_windows_per_dataset: int | None = None  # None: the run's setting
     allow_pickle: bool = False  # also .pt state dicts, via torch.load(weights_only=True)
+    peers: bool = False  # also fit the peer baselines on the same folds (peer_report.py)
 
 
 def _open_cache(root: Path, record: dict) -> WindowCache:
@@ -67,6 +70,10 @@ def evaluate_run(cfg: EvalConfig) -> dict:
         raise ConfigError(f"{{select}} must be one of {', '.join(SELECTIONS)}", got=repr(cfg.select))
     run_folder = RunFolder(cfg.run_dir)
     run_folder.read()  # refuse a folder that is no run before creating a lock file in it
+    if cfg.peers:  # a missing extra is one line before anything is computed or written
+        from .peer_report import check_peers_installed
+
+        check_peers_installed()
     device = resolve_device(cfg.device)
     with run_folder.lock("eegmamba evaluate"):
         return _evaluate(cfg, run_folder, run_folder.read(), device)
@@ -78,13 +85,19 @@ def _evaluate(cfg: EvalConfig, run_folder: RunFolder, run: dict, device: torch.d
     root = Path(cfg.data) if cfg.data is not None else Path(train_cfg["data"])
     cap = cfg.max_windows_per_dataset if cfg.max_windows_per_dataset is not None \
         else train_cfg.get("max_windows_per_dataset")
+    protocol = protocol_of(train_cfg)
+    settings = protocol_settings(train_cfg)
+    # Runs from before protocols: every cache split by its manifest's fold column, as they were trained.
+    fixed_folds = True if "protocol" not in train_cfg else None
     rows, confusions, classes, caches = [], {}, {}, {}
+    folds_of: dict[str, DatasetFolds] = {}
     for folder in run_folder.folds():
         chosen = folder.pick(select)
         if chosen is None:
             console.print(f"[yellow]warning:[/] {folder.path}: no checkpoint yet; skipped")
             continue
         model, meta = load_checkpoint(chosen, device, allow_pickle=cfg.allow_pickle)
+        _check_protocol(folder, meta, settings)
         trained = folder.epochs_trained()
         trained = meta.get("epoch", 0) if trained is None else trained
         if trained < train_cfg["epochs"]:
@@ -94,8 +107,8 @@ def _evaluate(cfg: EvalConfig, run_folder: RunFolder, run: dict, device: torch.d
             name = record["name"]
             if name not in caches:
                 caches[name] = _open_cache(root, record)
-            test = split_fold(caches[name], folder.number, val_fraction=train_cfg["val_fraction"],
-                              seed=train_cfg["seed"], max_windows=cap).test
+                folds_of[name] = dataset_folds(caches[name], protocol, max_windows=cap, fixed_folds=fixed_folds)
+            test = split_for(folds_of[name], folder.number, len(caches[name])).test
             if len(test) == 0:
                 console.print(f"[yellow]warning:[/] fold {folder.number} {name}: no test subjects; skipped")
                 continue
@@ -109,12 +122,31 @@ def _evaluate(cfg: EvalConfig, run_folder: RunFolder, run: dict, device: torch.d
     if not rows:
         raise UserError(f"{cfg.run_dir}: no fold with a checkpoint and test windows to evaluate")
     results = _summarise(rows, run, select, cap)
+    if cfg.peers:
+        from .peer_report import compare_peers
+
+        results["peers"] = compare_peers(run_folder, caches, folds_of, rows, seed=int(train_cfg["seed"]))
     _write_results(run_folder, rows, results)
     for name, cm in confusions.items():
         folds = sorted({r["fold"] for r in rows if r["dataset"] == name})
         save_confusion_png(run_folder.confusion_png(name), cm, classes[name],
-                           f"{DISPLAY_NAMES.get(name, name)}: test fold(s) {', '.join(map(str, folds))}")
+                           f"{DISPLAY_NAMES.get(name, name)} ({settings['protocol']}): test fold(s) "
+                           f"{', '.join(map(str, folds))}")
     return results
+
+
+def _check_protocol(folder: FoldFolder, meta: dict, run_settings: dict) -> None:
+    """Refuse to put a fold trained under another protocol beside the run's: its test part is another."""
+    mine = protocol_settings(meta.get("train") or {})
+    if mine != run_settings:
+        raise UserError(f"{folder.path}: trained under protocol {mine['protocol']} ({_protocol_words(mine)}), "
+                        f"the run under {run_settings['protocol']} ({_protocol_words(run_settings)}); results of "
+                        "different protocols are not averaged: evaluate them as separate runs")
+
+
+def _protocol_words(settings: dict) -> str:
+    return ", ".join(f"{k}={v if not isinstance(v, list) else ','.join(v) or '-'}" for k, v in settings.items()
+                     if k != "protocol") or "defaults"
 
 
 def _score(model, d: int, record: dict, cache: WindowCache, test: np.ndarray, batch_size: int,
@@ -148,7 +180,7 @@ def _summarise(rows: list[dict], run: dict, select: str, cap) -> dict:
         summary[name] = {m: dict(zip(("mean", "std", "n_folds"), mean_std([r[m] for r in mine])))
                          for m in METRICS}
     paper = {method: {n: v for n, v in table.items() if n in summary} for method, table in PAPER_RESULTS.items()}
-    return dict(run=run["config"], select=select, max_windows_per_dataset=cap, per_fold=rows, summary=summary,
+    return dict(run=run["config"], protocol=protocol_settings(run["config"]), select=select, max_windows_per_dataset=cap, per_fold=rows, summary=summary,
                 std_ddof=0, paper=paper, environment=environment())
 
 
@@ -203,7 +235,7 @@ def _cell(mean: float, std: float | None, n: int = 2) -> str:
 def paper_tables(results: dict) -> list[Table]:
     """One table per task in the paper's layout (dataset ACC / AUROC / F1), paper rows beside ours."""
     summary = results["summary"]
-    label = f"this run ({results['run'].get('preset', '?')}, {results['select']})"
+    label = f"this run ({results['run'].get('preset', '?')}, {results['protocol']['protocol']}, {results['select']})"
     groups = [(title, [n for n in names if n in summary]) for title, names in PAPER_TABLES.values()]
     others = [n for n in summary if not any(n in names for _, names in PAPER_TABLES.values())]
     groups = [g for g in groups if g[1]] + ([("Other datasets", others)] if others else [])
@@ -226,7 +258,8 @@ def paper_tables(results: dict) -> list[Table]:
 
 
 def all_metrics_table(results: dict) -> Table:
-    table = Table(title="All metrics (mean ± std over folds, ddof=0)", title_justify="left")
+    table = Table(title=f"All metrics, protocol {results['protocol']['protocol']} (mean ± std over folds, ddof=0)",
+                  title_justify="left")
     table.add_column("Dataset")
     table.add_column("folds", justify="right")
     for m in METRICS:

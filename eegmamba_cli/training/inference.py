@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..data.cache import WindowCache
+from .batches import BatchReader
 
 
 def autocast_for(device: torch.device):
@@ -36,15 +37,19 @@ def prefetch(load: Callable, items: Iterable, depth: int = 2) -> Iterator:
 
 
 @torch.no_grad()
-def logits(model: torch.nn.Module, batches: Iterable[np.ndarray], dataset: int, device: torch.device,
-           n_classes: int) -> np.ndarray:
-    """float32 logits (n, K) of `model` in eval mode on the window batches (B, C, L), in order."""
+def logits(model: torch.nn.Module, batches: Iterable[np.ndarray | tuple[np.ndarray, np.ndarray | None]],
+           dataset: int, device: torch.device, n_classes: int) -> np.ndarray:
+    """float32 logits (n, K) of `model` in eval mode on the window batches (B, C, L), in order; a batch may
+    come as (windows, lengths) with lengths (B,) the valid samples of right-padded windows (batches.py)."""
     device = torch.device(device)
     model.eval()
     out = []
-    for x in batches:
+    for batch in batches:
+        x, lengths = batch if isinstance(batch, tuple) else (batch, None)
+        xt = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+        lt = None if lengths is None else torch.from_numpy(lengths).to(device)
         with autocast_for(device):
-            batch_logits, _ = model(torch.from_numpy(np.ascontiguousarray(x)).to(device), dataset)
+            batch_logits, _ = model(xt, dataset, lt)
         out.append(batch_logits.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)
 
@@ -60,7 +65,7 @@ def cache_logits(model: torch.nn.Module, cache: WindowCache, rows: np.ndarray, d
                  device: torch.device) -> np.ndarray:
     """`logits` of the manifest rows `rows` of `cache`, the next batches read while one runs."""
     chunks = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
-    return logits(model, prefetch(cache.windows, chunks), dataset, device, len(cache.class_names))
+    return logits(model, prefetch(BatchReader(cache), chunks), dataset, device, len(cache.class_names))
 
 
 def probabilities(logits_: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@
         best/                  the checkpoint of the lowest validation loss so far
         predictions/<dataset>.parquet   written by evaluate
       results.csv, results.json, confusion/<dataset>.png   written by evaluate
+      peers.csv, peers.png     written by evaluate --peers: EEGMamba beside the peer baselines
 
 This module is the only one that spells these names: train, evaluate, predict and the demo all go
 through `RunFolder` and `FoldFolder`.
@@ -165,6 +166,14 @@ class RunFolder:
 
     def confusion_png(self, dataset: str) -> Path:
         return self.confusion / f"{dataset}.png"
+
+    @property
+    def peers_csv(self) -> Path:
+        return self.path / "peers.csv"
+
+    @property
+    def peers_png(self) -> Path:
+        return self.path / "peers.png"
 
     def fold(self, number: int) -> FoldFolder:
         return FoldFolder(self.path / f"{FOLD_PREFIX}{number}", number)

@@ -7,7 +7,8 @@ seeding.py, events.py (what the caller hears after each epoch), progress.py (the
 Randomness (what makes a resumed run bit-identical on CPU): every random choice is a pure function of the
 run's seed, the fold and the epoch, never of what ran before in the process:
 * model initialisation: torch seeded from (seed, fold) just before the model is built;
-* validation subjects and max_windows_per_dataset subsampling: numpy generators from (seed, fold, dataset);
+* the protocol's folds (validation included): scikit-learn splitters seeded with the run's seed, applied
+  to each dataset's manifest; max_windows_per_dataset subsampling: numpy generators from (seed, fold, dataset);
 * batch order: `DynamicSampler(fold_seed).epoch(e)`, a numpy generator from (fold_seed, e);
 * dropout and the MoE gate noise: torch's global generator re-seeded from (fold_seed, e, rank) at the
   start of every epoch.
@@ -40,8 +41,9 @@ from ..data.cache import WindowCache
 from ..errors import ConfigError, literal
 from ..fileio import remove_stale_temporaries
 from . import checkpoint as ckpt
-from .config import TrainConfig, check_dataset_count, model_config, parse_folds
-from .data import Split, available_folds, dataset_record, dataset_spec, resolve_datasets, split_fold
+from .batches import BatchReader
+from .config import TrainConfig, check_dataset_count, model_config, parse_folds, protocol_settings
+from .data import dataset_record, dataset_spec, resolve_datasets
 from .distributed import (DistInfo, all_reduce_sum, barrier, entered_on_main, init_from_env, ranks_in_sync,
                           resolve_device, shutdown)
 from .environment import environment
@@ -50,6 +52,7 @@ from .inference import autocast_for, prefetch
 from .progress import Advance, fold_progress
 from .run_folder import FoldFolder, RunFolder
 from .sampler import DynamicSampler, rank_share
+from .splits import DatasetFolds, Split, dataset_folds, fold_numbers, split_for
 from .seeding import derive_seed
 from .validation import selection_loss, validation_sums
 
@@ -67,15 +70,17 @@ def make_optimizer(model: EEGMamba, lr: float, weight_decay: float) -> torch.opt
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               dataset: int, *, scale: float = 1.0, clip: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               dataset: int, *, scale: float = 1.0, clip: float | None = None,
+               lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One AdamW step on one batch of one dataset; returns (total loss, CE) of the batch, detached.
 
     `scale` multiplies the loss before backward: 1 in a single process, `sampler.rank_share`'s scale
     under DDP. `clip`: the global gradient norm is clipped to it before the step (off when None).
+    `lengths` (B,): valid samples of right-padded windows (batches.py); None: every window is whole.
     """
     optimizer.zero_grad(set_to_none=True)
     with autocast_for(x.device):
-        logits, aux = model(x, dataset)  # logits (B, K_dataset)
+        logits, aux = model(x, dataset, lengths)  # logits (B, K_dataset)
     total, parts = unwrap(model).loss(logits.float(), y, aux)
     (total * scale).backward()
     if clip is not None:  # after backward, so under DDP the all-reduced gradients are clipped alike
@@ -93,6 +98,7 @@ class RunContext:
     mconfig: EEGMambaConfig
     device: torch.device
     dist: DistInfo
+    folds: dict[str, DatasetFolds]  # each dataset's folds under the run's protocol
     on_epoch: OnEpoch | None = None  # None: print each epoch's line
     quiet: bool = False  # no fold descriptions, resume notes or progress bar
 
@@ -122,17 +128,21 @@ def train(cfg: TrainConfig, on_epoch: OnEpoch | None = None, quiet: bool = False
     cfg.validate()
     caches = resolve_datasets(cfg.tasks, Path(cfg.data))
     check_dataset_count(cfg, list(caches))
-    folds = parse_folds(cfg.fold, available_folds(caches))
+    protocol = cfg.split_protocol()
+    per_dataset = {name: dataset_folds(cache, protocol, max_windows=cfg.max_windows_per_dataset)
+                   for name, cache in caches.items()}
+    folds = parse_folds(cfg.fold, fold_numbers(per_dataset))
     mconfig = model_config(cfg)
     device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":
         torch.cuda.set_device(device)
     info = init_from_env(device)
     try:
-        ctx = RunContext(cfg, caches, mconfig, device, info, on_epoch, quiet)
+        ctx = RunContext(cfg, caches, mconfig, device, info, per_dataset, on_epoch, quiet)
         with entered_on_main(ctx.run.lock("eegmamba train"), info, device):
             if info.is_main:  # a killed run's atomic-writer temporaries (fold folders: FoldTrainer.run)
                 remove_stale_temporaries(cfg.out)
+            check_same_protocol(ctx)
             for fold in folds:  # cheap: reads fold-K/last/checkpoint.json only
                 check_resumable(ctx, fold)
             if info.is_main:
@@ -148,7 +158,22 @@ def _write_run_record(ctx: RunContext, folds: list[int]) -> None:
     previous = ctx.run.invocations()
     invocation = dict(argv=sys.argv, started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       folds=folds, resume=ctx.cfg.resume)
-    ctx.run.write_record(dict(ctx.record(), folds=folds, invocations=previous + [invocation]))
+    protocol = dict(protocol_settings(ctx.cfg.to_json()),
+                    per_dataset={name: d.description for name, d in ctx.folds.items()})
+    ctx.run.write_record(dict(ctx.record(), folds=folds, protocol=protocol, invocations=previous + [invocation]))
+
+
+def check_same_protocol(ctx: RunContext) -> None:
+    """Refuse to add folds of another protocol to a run: their results could not be averaged."""
+    if not ctx.run.record_path.exists() or not any(f.resumable_checkpoint() for f in ctx.run.folds()):
+        return
+    ctx.run.invocations()  # an unreadable record: the one line that writing the record would give
+    recorded = protocol_settings(ctx.run.read()["config"])
+    mine = protocol_settings(ctx.cfg.to_json())
+    if recorded != mine:
+        diff = next(k for k in mine if recorded[k] != mine[k])
+        raise ConfigError(f"{literal(ctx.run.path)}: holds folds of protocol {literal(recorded['protocol'])} "
+                          f"({{{diff}}} differs); train into another {{out}} folder")
 
 
 # --- one fold --------------------------------------------------------------------------------------
@@ -182,10 +207,9 @@ class FoldTrainer:
         self.ctx, self.cfg, self.fold = ctx, ctx.cfg, fold
         self.folder: FoldFolder = ctx.run.fold(fold)
         self.fold_seed = derive_seed(ctx.cfg.seed, fold)
-        self.splits: dict[str, Split] = {
-            name: split_fold(cache, fold, val_fraction=ctx.cfg.val_fraction, seed=ctx.cfg.seed,
-                             max_windows=ctx.cfg.max_windows_per_dataset)
-            for name, cache in ctx.caches.items()}
+        self.splits: dict[str, Split] = {name: split_for(ctx.folds[name], fold, len(cache))
+                                         for name, cache in ctx.caches.items()}
+        self.readers = {name: BatchReader(cache) for name, cache in ctx.caches.items()}
         self.labels = {name: cache.labels for name, cache in ctx.caches.items()}  # int64, per manifest row
         self.sampler = DynamicSampler([len(s.train) for s in self.splits.values()],
                                       ctx.cfg.batch_size, self.fold_seed)
@@ -247,8 +271,10 @@ class FoldTrainer:
         self.ctx.say(f"fold {self.fold}: resuming after epoch {meta['epoch']} from {directory}")
 
     def _write_fold_record(self) -> None:
-        splits = {name: dict(sizes=s.sizes(), subjects=s.subjects) for name, s in self.splits.items()}
-        self.folder.write_record(dict(self.ctx.record(), fold=self.fold, fold_seed=self.fold_seed, splits=splits,
+        splits = {name: dict(sizes=s.sizes(), holds_out=s.holds_out, subjects=s.subjects)
+                  for name, s in self.splits.items()}
+        self.folder.write_record(dict(self.ctx.record(), fold=self.fold, fold_seed=self.fold_seed,
+                                      protocol=self.cfg.protocol, splits=splits,
                                       start_epoch=self.start_epoch))
 
     # -- one epoch ---------------------------------------------------------------------------------
@@ -262,7 +288,8 @@ class FoldTrainer:
     def _load(self, item):
         d, n_mine, scale, rows = item
         name = self.ctx.names[d]
-        return d, n_mine, scale, self.ctx.caches[name].windows(rows), self.labels[name][rows]
+        x, lengths = self.readers[name](rows)
+        return d, n_mine, scale, x, lengths, self.labels[name][rows]
 
     def _epoch(self, model: torch.nn.Module, epoch: int, advance: Advance, plan: FoldPlan) -> None:
         ctx, info, device = self.ctx, self.ctx.dist, self.ctx.device
@@ -270,9 +297,10 @@ class FoldTrainer:
         model.train()
         stats = torch.zeros(len(ctx.names), 3, dtype=torch.float64, device=device)  # Σ loss·n, Σ CE·n, n
         start = time.perf_counter()
-        for d, n_mine, scale, x, y in prefetch(self._load, self._my_batches(epoch)):
+        for d, n_mine, scale, x, lengths, y in prefetch(self._load, self._my_batches(epoch)):
             xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-            total, ce = train_step(model, self.optimizer, xt, yt, d, scale=scale, clip=self.cfg.grad_clip)
+            lt = None if lengths is None else torch.from_numpy(lengths).to(device)
+            total, ce = train_step(model, self.optimizer, xt, yt, d, scale=scale, clip=self.cfg.grad_clip, lengths=lt)
             stats[d, 0] += total.double() * n_mine
             stats[d, 1] += ce.double() * n_mine
             stats[d, 2] += n_mine

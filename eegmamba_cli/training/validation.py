@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.cache import WindowCache
-from .data import Split
+from .splits import Split
 from .distributed import DistInfo, all_reduce_sum
 from .inference import cache_logits
 
