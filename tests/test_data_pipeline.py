@@ -47,7 +47,7 @@ def test_piece_windows_shape_order_zscore_and_dropped_tail():
     windows, starts = preprocess_piece(piece, INFO, PreprocessParams())
     assert windows.shape == (2, 2, 800) and windows.dtype == np.float32
     assert starts.tolist() == [100.0, 104.0]
-    assert fitting_windows(piece, INFO)[0].tolist() == [0, 1]
+    assert fitting_windows(piece, INFO).kept.tolist() == [0, 1]
     np.testing.assert_allclose(windows.mean(axis=2), 0, atol=1e-5)
     np.testing.assert_allclose(windows.std(axis=2), 1, atol=1e-4)
     assert [peak_frequency(windows[1, c]) for c in range(2)] == [5.0, 11.0]

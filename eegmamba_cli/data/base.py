@@ -75,6 +75,12 @@ class Piece:
     sfreq: float
     windows: list[tuple[float, int]]  # (start in s from the piece start, label index)
     offset_s: float = 0.0  # where the piece starts in the recording, for the manifest's start_s
+    # Per window, the source event (trial) it was cut from, numbered within the piece: windows of one
+    # event share it, so evaluation can keep them on one side of a split. None: each window is its own.
+    events: list[int] | None = None
+    # Per window, its own length in seconds (`--window event`: one window per event, of the event's
+    # length); stored zero-padded to the dataset's window. None: every window is the dataset's window.
+    lengths_s: list[float] | None = None
 
 
 @dataclass
@@ -86,6 +92,7 @@ class RecordingRef:
     session: str
     paths: list[Path]  # the files it is read from (signal first, then label files)
     extra: dict = field(default_factory=dict)
+    run: str = "1"  # the run within the session (BIDS `run-`), as the manifest records it
 
 
 @dataclass
