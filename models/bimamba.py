@@ -1,4 +1,4 @@
-"""BiMamba block: the paper's Algorithm 1 (spec §3).
+"""BiMamba block: the paper's Algorithm 1 (docs/design.md#bimamba-block).
 
     Tn = LN(T);  x, z = in_proj(Tn)                          (shared by both directions)
     y_f = SSM_f(Conv_f(x))                                   (causal depthwise conv + SiLU, selective scan)
@@ -12,7 +12,7 @@ picks the reference, fast CPU or CUDA implementation.
 
 Padding: with `lengths` (B,) the backward direction reverses each row within its own length (index
 len-1-t for t < len, identity on the pads), so the pads stay at the end of both scans and, the scans being
-causal, never reach a valid token (LESSONS L3).
+causal, never reach a valid token (docs/design.md#padding).
 """
 from __future__ import annotations
 

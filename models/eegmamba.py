@@ -1,8 +1,8 @@
-"""EEGMamba (spec §1): ST-Adaptive front end -> n x [BiMamba block -> task-aware MoE block] -> LN -> head.
+"""EEGMamba: ST-Adaptive front end -> n x [BiMamba block -> task-aware MoE block] -> LN -> head.
 
 One batch comes from one dataset: `forward(x, dataset, lengths=None)` with x (B, C_i, L). `dataset` is a
 name or an index into the `datasets` given at construction; that index keys the spatial convolution, the
-task token and the head (spec §1 fixes the order of the eight paper corpora).
+task token and the head (the eight paper corpora have a fixed order: docs/design.md#dataset-index).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from .st_adaptive import STAdaptive, length_mask, min_length
 
 
 class EEGMambaLayer(nn.Module):
-    """One BiMamba block, then (unless the w/o-MoE ablation) one MoE block: strict alternation [D]."""
+    """One BiMamba block, then (unless the w/o-MoE ablation) one MoE block, alternating as drawn."""
 
     def __init__(self, config: EEGMambaConfig):
         super().__init__()
@@ -86,7 +86,7 @@ class EEGMamba(DatasetRouter):
         self.datasets = tuple(datasets)
         d = config.d_model
         self.st = STAdaptive(config, [spec.n_channels for spec in self.datasets])
-        self.task_tokens = None  # one learned vector per dataset, shared by all MoE layers [D]
+        self.task_tokens = None  # one learned vector per dataset, shared by all MoE layers
         if config.use_moe and config.moe.task_aware_gate:
             self.task_tokens = nn.Parameter(torch.randn(len(self.datasets), d) * 0.02)
             self.task_tokens._no_weight_decay = True
@@ -126,7 +126,9 @@ class EEGMamba(DatasetRouter):
         return n.to(tokens.device) - 1
 
     def loss(self, logits, y, aux):
-        """L = CE + lambda_b * mean balance + lambda_z * mean z (spec §5). Returns (total, detached parts)."""
+        """L = CE + lambda_b * mean balance + lambda_z * mean z; returns (total, detached parts).
+
+        The weights' defaults and alternatives: docs/design.md#loss-and-auxiliary-loss-weights."""
         ce = F.cross_entropy(logits, y)
         total = ce + self.config.balance_loss_weight * aux["balance"] + self.config.z_loss_weight * aux["z"]
         parts = {"ce": ce, "balance": aux["balance"], "z": aux["z"], "total": total}

@@ -1,4 +1,4 @@
-"""Task-aware mixture of experts (spec §4).
+"""Task-aware mixture of experts (docs/design.md#task-aware-mixture-of-experts).
 
 Per token, over all N+1 tokens (class token included):
 
@@ -13,7 +13,7 @@ Auxiliary losses, per layer, over valid (non-padded) tokens only:
     z       = mean over tokens of logsumexp(clean gate logits)^2
 
 The gate and noise projections have no bias, as in Shazeer et al. 2017. Unlike Shazeer (zero init) they
-keep PyTorch's default Linear init [D], so the experts are routed by the input from the first step.
+keep PyTorch's default Linear init (our choice), so the experts are routed by the input from the first step.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from .config import MoEConfig
 
 
 class Expert(nn.Module):
-    """Linear(D, 2D) -> GELU -> Linear(2D, D), no dropout (spec §4, Fig. 10)."""
+    """Linear(D, 2D) -> GELU -> Linear(2D, D), no dropout (the paper's expert figure; GELU is our reading)."""
 
     def __init__(self, d_model: int, hidden_mult: int):
         super().__init__()
@@ -58,21 +58,29 @@ class TaskAwareMoE(nn.Module):
             if task is None:
                 raise ValueError("the task-aware gate needs the task token")
             gate_in = torch.cat([x, task.expand(x.shape[0], -1)], dim=-1)  # (M, 2D)
-        clean = self.gate(gate_in)  # (M, E)
-        logits = clean
-        if self.noise is not None and self.training:
-            logits = clean + torch.randn_like(clean) * F.softplus(self.noise(gate_in))
+        # The router stays in fp32 under autocast (as in Switch Transformer): a bf16 rounding of a near-tie
+        # would send the token to another expert, and the gate is a negligible share of the arithmetic.
+        with torch.autocast(x.device.type, enabled=False):
+            gate_in = gate_in if gate_in.dtype == torch.float64 else gate_in.float()
+            clean = self.gate(gate_in)  # (M, E)
+            logits = clean
+            if self.noise is not None and self.training:
+                logits = clean + torch.randn_like(clean) * F.softplus(self.noise(gate_in))
         top_logits, top_idx = logits.topk(self.cfg.top_k, dim=-1)  # (M, k)
         top_w = torch.softmax(top_logits, dim=-1)  # (M, k), = softmax over logits with the rest at -inf
         weights = torch.zeros_like(logits).scatter(-1, top_idx, top_w)  # (M, E)
         return top_idx, top_w, weights, clean
 
     def _sparse(self, x, top_idx, top_w):
-        """Each expert runs only on the tokens routed to it."""
+        """Each expert runs only on the tokens routed to it.
+
+        The sum is kept in x's dtype: under autocast the experts return bf16 while x (a LayerNorm output)
+        stays fp32, and index_add needs one dtype."""
         out = torch.zeros_like(x)  # (M, D)
         for j, expert in enumerate(self.experts):
             token, slot = torch.where(top_idx == j)  # tokens that picked expert j, and in which top-k slot
-            out = out.index_add(0, token, expert(x[token]) * top_w[token, slot, None])
+            contribution = expert(x[token]) * top_w[token, slot, None]  # (m_j, D)
+            out = out.index_add(0, token, contribution.to(out.dtype))
         return out
 
     def _dense(self, x, weights):
@@ -102,7 +110,7 @@ def aux_losses(weights, clean_logits, valid=None):
 
 
 class MoEBlock(nn.Module):
-    """Pre-LN + residual around the task-aware MoE [D]: T <- T + MoE(LN(T))."""
+    """Pre-LN + residual around the task-aware MoE, like the BiMamba block: T <- T + MoE(LN(T))."""
 
     def __init__(self, d_model: int, cfg: MoEConfig):
         super().__init__()

@@ -1,4 +1,4 @@
-"""ST-Adaptive front end (spec §2): per-dataset spatial conv, dual-path tokenizer, class token.
+"""ST-Adaptive front end (docs/design.md#tokenizer): per-dataset spatial conv, dual-path tokenizer, class token.
 
 Variable length. A batch may be right-padded, with `lengths` (B,) giving each row's valid samples.
 Every row must then produce exactly the tokens it would produce alone, at its own length:
@@ -9,22 +9,32 @@ Every row must then produce exactly the tokens it would produce alone, at its ow
 * each layer maps a valid length n to floor((n + 2p - k) / s) + 1, so every row knows its token counts;
 * the two branches are packed per row as [cls, z_s[:Ns_i], z_w[:Nw_i], pads...]: a plain concat would
   leave the small branch's padding in the middle of the sequence.
+
+Fused front end. The spatial conv (kernel 1, no activation or norm after it) feeds straight into each
+branch's first conv, so the pair is one linear map: `ops.spatial_conv1d` computes it as a single C -> D
+convolution, C/D of the multiply-adds of the D -> D conv it replaces. Same parameters, same outputs up to
+rounding; `spatial_conv1d_ref` (the two convs in turn) is the unfused twin. Any tokenizer norm sits after
+the first conv, so it is unaffected. A wider spatial kernel does not compose exactly with the masking of
+the spatial output, so it always takes the unfused path.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import os
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import EEGMambaConfig
+from .ops.spatial_conv import spatial_conv1d
 
-# Dual-path tokenizer, spec §2.2 table: ("conv", kernel, stride) | ("pool", kernel, stride) | ("dropout",)
+# Dual-path tokenizer as read from the paper's figure (docs/design.md#tokenizer):
+# ("conv", kernel, stride) | ("pool", kernel, stride) | ("dropout",)
 SMALL_BRANCH = (("conv", 15, 2), ("pool", 7, 2), ("dropout",), ("conv", 7, 1), ("conv", 7, 1), ("pool", 3, 2))
 WIDE_BRANCH = (("conv", 49, 8), ("pool", 3, 2), ("dropout",), ("conv", 7, 1), ("conv", 7, 1), ("pool", 3, 2))
 
-GROUP_NORM_GROUPS = 8  # [D] for tokenizer_norm="group"; D=128 gives 16 channels per group
+GROUP_NORM_GROUPS = 8  # for tokenizer_norm="group"; D=128 gives 16 channels per group
 
 
 def length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
@@ -38,7 +48,7 @@ def out_length(n, kernel: int, stride: int, padding: int):
 
 
 def branch_tokens(length: int, branch=SMALL_BRANCH, padding: str = "same") -> int:
-    """Tokens one branch makes from `length` samples (spec §2.2: "same" gives ceil(L/8) and ceil(L/32))."""
+    """Tokens one branch makes from `length` samples ("same" padding gives ceil(L/8) and ceil(L/32))."""
     for layer in branch:
         if layer[0] != "dropout":
             length = out_length(length, layer[1], layer[2], layer[1] // 2 if padding == "same" else 0)
@@ -93,8 +103,8 @@ class ConvGELU(nn.Module):
         else:
             raise ValueError(f"tokenizer_norm must be none, batch or group, got {norm!r}")
 
-    def forward(self, x, mask=None):  # (B, D, L) -> (B, D, L')
-        x = self.conv(x)
+    def forward(self, x, mask=None, conv: Callable | None = None):  # (B, D, L) -> (B, D, L')
+        x = self.conv(x) if conv is None else conv(x)
         if self.norm is not None:
             x = self.norm(x, mask)
         return F.gelu(x)
@@ -123,17 +133,20 @@ class TokenizerBranch(nn.Module):
             self.geometry.append((kernel, stride, pad))
         self.layers = nn.ModuleList(modules)
 
-    def forward(self, x, lengths=None):  # x (B, D, L), lengths (B,) or None
-        for layer, geom in zip(self.layers, self.geometry):
+    def forward(self, x, lengths=None, first_conv: Callable | None = None):
+        """x (B, D, L), lengths (B,) or None. `first_conv` replaces the first layer's convolution (the fused
+        front end hands in the raw (B, C, L) input and computes spatial conv + first conv in one go)."""
+        for i, (layer, geom) in enumerate(zip(self.layers, self.geometry)):
+            conv = {"conv": first_conv} if i == 0 and first_conv is not None else {}
             if lengths is None:
-                x = layer(x)
+                x = layer(x, **conv)
                 continue
             pad_value = float("-inf") if isinstance(layer, nn.MaxPool1d) else 0.0
             x = x.masked_fill(~length_mask(lengths, x.shape[-1])[:, None, :], pad_value)  # (B, D, L)
             if geom is not None:
                 lengths = out_length(lengths, *geom)
             if isinstance(layer, ConvGELU):  # its norm must see the valid outputs only
-                x = layer(x, length_mask(lengths, out_length(x.shape[-1], *geom)))
+                x = layer(x, length_mask(lengths, out_length(x.shape[-1], *geom)), **conv)
             else:
                 x = layer(x)
         if lengths is not None:  # leave zeros, not -inf or garbage, beyond each row's tokens
@@ -156,14 +169,24 @@ def pack_tokens(cls, z_s, n_s, z_w, n_w):
     return packed, n
 
 
-class STAdaptive(nn.Module):
-    """Spatial-adaptive conv (one per dataset) + dual-path tokenizer + class token (spec §2)."""
+def fused_front_end_enabled() -> bool:
+    """The switch for new modules: EEGMAMBA_FUSED_FRONT_END=0 builds them on the unfused path."""
+    return os.environ.get("EEGMAMBA_FUSED_FRONT_END", "1").strip() != "0"
 
-    def __init__(self, config: EEGMambaConfig, channels: Sequence[int]):
+
+class STAdaptive(nn.Module):
+    """Spatial-adaptive conv (one per dataset) + dual-path tokenizer + class token. See docs/design.md#tokenizer.
+
+    `fused` (decided once, at construction; an attribute, so a test or benchmark may flip it) computes the
+    spatial conv and each branch's first conv as one convolution; only possible with spatial_kernel 1.
+    """
+
+    def __init__(self, config: EEGMambaConfig, channels: Sequence[int], fused: bool | None = None):
         super().__init__()
         d, k = config.d_model, config.spatial_kernel
         if k % 2 != 1:
             raise ValueError(f"spatial_kernel must be odd (length-preserving), got {k}")
+        self.fused = (fused_front_end_enabled() if fused is None else fused) and k == 1
         self.padding = config.tokenizer_padding
         self.spatial = nn.ModuleList(nn.Conv1d(c, d, k, padding=k // 2) for c in channels)
         branch = dict(padding=config.tokenizer_padding, norm=config.tokenizer_norm,
@@ -182,13 +205,33 @@ class STAdaptive(nn.Module):
             raise ValueError(f"{length} samples are too short for the {self.padding!r} tokenizer")
         if lengths is not None:
             x = x.masked_fill(~length_mask(lengths, length)[:, None, :], 0.0)
-        y = self.spatial[index](x)  # (B, D, L)
-        z_s, n_s = self.small(y, lengths)  # (B, Ns, D)
-        z_w, n_w = self.wide(y, lengths)  # (B, Nw, D)
+        if self.fused:
+            z_s, n_s, z_w, n_w = self._fused_branches(x, index, lengths)
+        else:
+            y = self.spatial[index](x)  # (B, D, L)
+            z_s, n_s = self.small(y, lengths)  # (B, Ns, D)
+            z_w, n_w = self.wide(y, lengths)  # (B, Nw, D)
         if lengths is None:
             cls = self.cls_token.expand(x.shape[0], 1, -1)
             return torch.cat([cls, z_s, z_w], dim=1), None  # (B, N+1, D)
         return pack_tokens(self.cls_token, z_s, n_s, z_w, n_w)
+
+    def _fused_branches(self, x, index: int, lengths):
+        """Both branches, each starting from x (B, C, L) with one fused spatial + first convolution."""
+        if lengths is None:
+            valid = x.new_ones(x.shape[0], 1, x.shape[-1])  # (B, 1, L)
+        else:
+            valid = length_mask(lengths, x.shape[-1])[:, None, :].to(x.dtype)  # (B, 1, L)
+        spatial = self.spatial[index]
+
+        def first_conv(branch: TokenizerBranch):
+            conv = branch.layers[0].conv
+            return lambda v: spatial_conv1d(v, valid, spatial.weight, spatial.bias, conv.weight, conv.bias,
+                                            conv.stride[0], conv.padding[0])
+
+        z_s, n_s = self.small(x, lengths, first_conv=first_conv(self.small))  # (B, Ns, D)
+        z_w, n_w = self.wide(x, lengths, first_conv=first_conv(self.wide))  # (B, Nw, D)
+        return z_s, n_s, z_w, n_w
 
 
 def min_length(padding: str = "same") -> int:
@@ -197,5 +240,5 @@ def min_length(padding: str = "same") -> int:
                                                    branch_tokens(n, WIDE_BRANCH, padding)) >= 1)
 
 
-__all__ = ["STAdaptive", "TokenizerBranch", "token_count", "branch_tokens", "length_mask", "pack_tokens",
+__all__ = ["STAdaptive", "fused_front_end_enabled", "TokenizerBranch", "token_count", "branch_tokens", "length_mask", "pack_tokens",
            "min_length", "SMALL_BRANCH", "WIDE_BRANCH"]

@@ -1,13 +1,32 @@
-"""Shared test setup: the `cuda` marker skips cleanly on machines without a GPU."""
+"""Shared test setup: the hypothesis profile, one torch thread, the `cuda` marker, the real-data folder."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"
+
+
+def running_in_ci() -> bool:
+    """CI services set CI=true (GitHub Actions, GitLab, .ci/run)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+# In CI every property test draws the same examples on every run (derandomize: a seed fixed per test), so a
+# red build is reproducible and not a lucky draw, and no example database carries state between runs.
+# Locally each run draws new examples and remembers failing ones, so repeated runs explore more inputs.
+# Loaded here, at import, because the test modules build their `settings(...)` objects at import and
+# those inherit from the profile loaded at that moment. Both start from hypothesis's defaults: recent
+# hypothesis versions load their own "ci" profile on import when CI is set at all (even CI=false).
+_DEFAULTS = settings.get_profile("default")
+settings.register_profile("ci", _DEFAULTS, derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("dev", _DEFAULTS, deadline=None)
+settings.load_profile("ci" if running_in_ci() else "dev")
 
 
 @pytest.fixture(autouse=True, scope="session")

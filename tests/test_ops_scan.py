@@ -16,7 +16,7 @@ import math
 import pytest
 import torch
 
-from models.ops import cpu_kernel, selective_scan_fast, selective_scan_ref
+from models.ops import cpu_kernel, selective_scan_fast, selective_scan_fn, selective_scan_ref
 from models.ops.random_inputs import mamba_like_scan_inputs
 
 TOL = 1e-5
@@ -281,3 +281,16 @@ def test_extreme_values_stay_finite_and_correct(impl):
     got = run_with_grads(scan_impl(impl), x, True, grad_out, grad_last, torch.float32)
     assert all(torch.isfinite(t).all() for t in (got[0], got[1], *got[2].values()))
     assert_close_all(got, ref, f"{impl} extreme values")
+
+
+@pytest.mark.parametrize("scan", [selective_scan_ref, selective_scan_fn,
+                                  lambda **kw: selective_scan_fast(**kw, impl="kernel"),
+                                  lambda **kw: selective_scan_fast(**kw, impl="loop")],
+                         ids=["ref", "fn", "kernel", "loop"])
+@pytest.mark.parametrize("name", ["A", "B"])
+def test_complex_inputs_refused_not_truncated(scan, name):
+    """Casting a complex A to fp32 would keep only its real part: a different model, silently."""
+    x = mamba_like_scan_inputs(1, 2, 4, 8, dtype=torch.float32, seed=3)
+    x[name] = torch.complex(x[name], torch.ones_like(x[name]))
+    with pytest.raises(TypeError, match=rf"^selective scan: {name} is complex \(torch\.complex64\); only real"):
+        scan(**x)

@@ -7,7 +7,8 @@ import pytest
 
 from eegmamba_cli.console import UserError
 from eegmamba_cli.data.corpora import bciiv2a, chbmit, siena
-from eegmamba_cli.predict.channels import ChannelMatcher, key, read_channel_map, referential_key
+from eegmamba_cli.channels import normalise_label as key
+from eegmamba_cli.predict.channels import ChannelMatcher, read_channel_map, referential_key
 
 
 def match(labels, expected, **kwargs):

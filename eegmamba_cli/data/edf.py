@@ -2,10 +2,10 @@
 
 Small API, meant for every EDF-based corpus (Siena, CHB-MIT, Sleep-EDF, SHHS):
 
-    header = read_header(path)                      # EdfHeader: labels, rates, duration, start time
-    idx = match_channels(header, wanted, aliases)   # indices by name, case-insensitive, duplicates kept
-    sig = EdfSignals(header, idx)                   # lazy (C, T) µV at the native rate, one rate
-    ann = read_annotations(path)                    # [(onset_s, duration_s, text)] of an EDF+ file
+    header = read_header(path)                          # EdfHeader: labels, rates, duration, start time
+    idx = match_channels(header.labels, wanted, ...)    # by name (eegmamba_cli/channels.py)
+    sig = EdfSignals(header, idx)                       # lazy (C, T) µV at the native rate, one rate
+    ann = read_annotations(path)                        # [(onset_s, duration_s, text)] of an EDF+ file
 
 Library choices, and why:
 
@@ -34,9 +34,6 @@ from .base import RecordingError
 # Physical dimensions -> factor to µV. Anything else (empty, "DegC", ...) is taken as already µV-like:
 # such channels are never EEG in the corpora read here.
 _UNIT_TO_UV = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "microv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
-
-# Prefixes that label electrodes rather than name them (Siena `EEG Fp1`, Sleep-EDF `EEG Fpz-Cz`).
-EEG_PREFIXES = ("EEG ",)
 
 
 @dataclass(frozen=True)
@@ -182,50 +179,6 @@ def read_header(path: str | Path) -> EdfHeader:
 def _replace(header: EdfHeader, **changes) -> EdfHeader:
     from dataclasses import replace
     return replace(header, **changes)
-
-
-# --- channels ---------------------------------------------------------------------------------
-
-def normalise_label(label: str, prefixes: Sequence[str] = EEG_PREFIXES) -> str:
-    """Compare labels case-insensitively, without the `EEG ` prefix and outer spaces."""
-    text = label.strip()
-    for prefix in prefixes:
-        if text.upper().startswith(prefix.upper()):
-            text = text[len(prefix):].strip()
-            break
-    return text.upper()
-
-
-def match_channels(labels: Sequence[str], wanted: Sequence[str], *, source: str,
-                   aliases: dict[str, str] | None = None,
-                   prefixes: Sequence[str] = EEG_PREFIXES) -> list[int]:
-    """Indices of the `wanted` channels in `labels`, by name; one RecordingError listing what is missing.
-
-    Names (wanted and found) compare after `normalise_label`; `aliases` maps other spellings to
-    canonical ones (old/new 10-20 names). A name wanted k times takes its k-th occurrence in the file
-    (CHB-MIT's two T8-P8).
-    """
-    canon = {normalise_label(k, prefixes): normalise_label(v, prefixes) for k, v in (aliases or {}).items()}
-    positions: dict[str, list[int]] = {}
-    for i, label in enumerate(labels):
-        name = normalise_label(label, prefixes)
-        positions.setdefault(canon.get(name, name), []).append(i)
-    used: dict[str, int] = {}
-    out, missing = [], []
-    for want in wanted:
-        key = normalise_label(want, prefixes)
-        key = canon.get(key, key)
-        k = used.get(key, 0)
-        found = positions.get(key, [])
-        if k < len(found):
-            out.append(found[k])
-        else:
-            missing.append(want)
-        used[key] = k + 1
-    if missing:
-        raise RecordingError(f"{source}: missing {len(missing)} of {len(wanted)} channels "
-                             f"({', '.join(missing)})")
-    return out
 
 
 # A selected channel sampled outside this range (Hz) means a corrupt header (e.g. a record duration of

@@ -1,12 +1,13 @@
-"""Which signal of a user's recording feeds each channel a model head expects (LESSONS.md L8).
+"""Which signal of a user's recording feeds each channel a model head expects.
 
 A head expects canonical names (`Fpz-Cz`, `FP1-F7`, `T3`...). A recording names its channels its own way
 (`EEG Fpz-Cz`, `EEG FP1-REF`, `T7`, `EEG-C3`...). Matching goes, for each expected channel, through:
 
 1. the `--channel-map` file, when it names that channel (it always wins);
 2. the corpus's own file labels (SHHS calls C4-A1 `EEG`; BCI IV 2a calls FC3 `EEG-0`);
-3. the same name after normalising both sides (`key`): case, spaces, an `EEG ` / `EEG-` prefix, and the
-   old 10-20 names T3/T4/T5/T6 = T7/T8/P7/P8 in every electrode of a derivation;
+3. the same name after normalising both sides (`normalise_label` in eegmamba_cli/channels.py): case,
+   spaces, an `EEG ` / `EEG-` prefix, BCI2000's trailing dots, and the old 10-20 names T3/T4/T5/T6 =
+   T7/T8/P7/P8 in every electrode of a derivation;
 4. a referential channel of that electrode (`FP1-REF`, `Fp1-LE`, `C3-A2`, `FP1-Ref`...);
 5. a bipolar derivation built from two referential channels: `FP1-F7` = FP1 - F7 (CHB-MIT style).
 
@@ -21,34 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from ..channels import electrode, normalise_label, positions, spelling
 from ..console import UserError
 
-# Old 10-20 names -> new ones (both appear in the corpora: Siena uses T3, CHB-MIT uses T7).
-OLD_TO_NEW = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}
 # Suffixes that name a reference, not a second electrode: `FP1-REF`, `C3-LE` (linked ears), `C3-A2`.
 REFERENCE_SUFFIXES = ("REF", "LE", "AVG", "AV", "AR", "CAR", "A1", "A2", "M1", "M2", "A1A2")
-_PREFIX = re.compile(r"^EEG[\s_-]+(?=\S)", re.IGNORECASE)
 _REFERENCE = re.compile(r"^([A-Z0-9]+?)[-_]?(?:" + "|".join(sorted(REFERENCE_SUFFIXES, key=len, reverse=True))
                         + r")$")
 _DUPLICATE = re.compile(r"^(.*)-\d+$")  # MNE renames repeated labels X -> X-0, X-1
 
 
-def electrode(name: str) -> str:
-    """One electrode name in upper case, new 10-20 spelling."""
-    name = name.upper()
-    return OLD_TO_NEW.get(name, name)
-
-
-def key(label: str) -> str:
-    """A label reduced to what identifies it: `EEG Fp1 - T3` -> `FP1-T7`, `EEG-Fz` -> `FZ`."""
-    text = _PREFIX.sub("", label.strip())
-    text = re.sub(r"\s+", "", text).upper()
-    return "-".join(electrode(part) for part in text.split("-"))
-
-
 def referential_key(label: str) -> str | None:
     """The electrode of a referential label (`EEG FP1-REF` -> `FP1`), or None if it is not one."""
-    text = key(label)
+    text = normalise_label(label)
     if "-" not in text and re.fullmatch(r"[A-Z0-9]+", text):
         return text
     match = _REFERENCE.fullmatch(text)
@@ -124,27 +110,25 @@ class ChannelMatcher:
                  channel_map: dict[str, tuple[str, ...]] | None = None, source: str = "recording"):
         self.labels = list(labels)
         self.source = source
-        self.map = {key(k): v for k, v in (channel_map or {}).items()}
-        # corpus file label -> canonical name, compared on keys: {"EEG": "C4-A1", "EEG-0": "FC3"}
-        self.corpus = {key(k): key(v) for k, v in (corpus_labels or {}).items()}
-        self.by_key: dict[str, list[int]] = {}
+        self.map = {normalise_label(k): v for k, v in (channel_map or {}).items()}
+        # corpus file label -> canonical name, both normalised: {"EEG": "C4-A1", "EEG-0": "FC3"}
+        self.corpus = {normalise_label(k): normalise_label(v) for k, v in (corpus_labels or {}).items()}
+        self.by_name = positions([_undo_duplicate(label, self.labels) for label in self.labels])
         self.by_reference: dict[str, list[int]] = {}
         for i, label in enumerate(self.labels):
-            k = key(_undo_duplicate(label, self.labels))
-            self.by_key.setdefault(k, []).append(i)
             ref = referential_key(label)
             if ref is not None:
                 self.by_reference.setdefault(ref, []).append(i)
 
     def match(self, expected: Sequence[str]) -> list[Source]:
-        unknown = [name for name in self.map if name not in {key(e) for e in expected}]
+        unknown = [name for name in self.map if name not in {normalise_label(e) for e in expected}]
         if unknown:
             raise UserError(f"channel map: {', '.join(unknown)} not among the channels the model expects "
                             f"({', '.join(expected)})")
         used: dict[str, int] = {}
         found, missing = [], []
         for name in expected:
-            k = key(name)
+            k = normalise_label(name)
             occurrence = used.get(k, 0)
             used[k] = occurrence + 1
             source = self._find(name, k, occurrence)
@@ -158,12 +142,13 @@ class ChannelMatcher:
     def _find(self, name: str, k: str, occurrence: int) -> Source | None:
         if k in self.map:
             return self._from_map(name, self.map[k])
-        native = [i for i, label in enumerate(self.labels) if self.corpus.get(key(label)) == k]
+        native = [i for i, label in enumerate(self.labels) if self.corpus.get(normalise_label(label)) == k]
         if native:
             return Source(name, _nth(native, occurrence), how="corpus label")
-        if k in self.by_key:
-            how = "name" if key(name) == k and _same_spelling(name, self.labels[self.by_key[k][0]]) else "alias"
-            return Source(name, _nth(self.by_key[k], occurrence), how=how)
+        if k in self.by_name:
+            index = _nth(self.by_name[k], occurrence)
+            label = _undo_duplicate(self.labels[index], self.labels)
+            return Source(name, index, how="name" if spelling(name) == spelling(label) else "alias")
         if k in self.by_reference:
             return Source(name, _nth(self.by_reference[k], occurrence), how="reference")
         parts = k.split("-")
@@ -185,13 +170,6 @@ class ChannelMatcher:
 def _nth(indices: list[int], occurrence: int) -> int:
     """The k-th file channel of a name wanted k times (CHB-MIT's two T8-P8); the last one if fewer."""
     return indices[min(occurrence, len(indices) - 1)]
-
-
-def _same_spelling(name: str, label: str) -> bool:
-    """True when the label differs from the name only by case, spaces and an EEG prefix."""
-    def plain(text: str) -> str:
-        return re.sub(r"\s+", "", _PREFIX.sub("", text.strip())).upper()
-    return plain(name) == plain(label)
 
 
 def _undo_duplicate(label: str, labels: Sequence[str]) -> str:

@@ -2,7 +2,7 @@
 
 Only the channels a head needs are read, and only through MNE's `include` (EDF/BDF/GDF) or picks (FIF):
 without `include`, MNE brings every channel of an EDF to the file's highest rate, so an SHHS EEG would come
-back upsampled to its ECG's 250 Hz and filtered and resampled from there (DATASETS.md §3-4).
+back upsampled to its ECG's 250 Hz and filtered and resampled from there.
 
 The channel labels come from the file header first (our EDF and GDF parsers), because MNE renames repeated
 labels (CHB-MIT's two `T8-P8` become `T8-P8-0`, `T8-P8-1`) while `include` still matches the original ones.

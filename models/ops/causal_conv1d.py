@@ -45,12 +45,14 @@ def causal_conv1d_ref(x, weight, bias=None, activation=None):
 def causal_conv1d_torch(x, weight, bias=None, activation=None):
     """The fast torch path: one depthwise F.conv1d, left padding W-1, cut to length L."""
     _check(x, weight, bias, activation)
-    # Half precision on CPU computes in fp32 (CPU conv kernels for bf16 are slow or missing).
+    # Half precision on CPU computes in fp32 (CPU conv kernels for bf16 are slow or missing), also inside a
+    # CPU autocast region, which would otherwise cast the conv back to bf16.
     work = x.dtype if x.is_cuda or x.dtype in (torch.float32, torch.float64) else torch.float32
     width, length = weight.shape[1], x.shape[-1]
-    out = F.conv1d(x.to(work), weight.to(work).unsqueeze(1),
-                   None if bias is None else bias.to(work),
-                   padding=width - 1, groups=x.shape[1])[..., :length]  # (B, D, L)
+    with torch.autocast(x.device.type, enabled=x.is_cuda and torch.is_autocast_enabled(x.device.type)):
+        out = F.conv1d(x.to(work), weight.to(work).unsqueeze(1),
+                       None if bias is None else bias.to(work),
+                       padding=width - 1, groups=x.shape[1])[..., :length]  # (B, D, L)
     if activation is not None:
         out = F.silu(out)
     return out.to(x.dtype)

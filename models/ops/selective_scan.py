@@ -2,6 +2,10 @@
 
 Shapes follow mamba_ssm.ops.selective_scan_interface:
 u, delta, z: (B, D, L); A: (D, N); B, C: (B, N, L); D, delta_bias: (D,).
+
+Real-valued only: mamba_ssm also accepts a complex A (with complex B, C), but every path here computes in
+real fp32/fp64, where casting a complex tensor would silently drop its imaginary part; such inputs are
+refused instead.
 """
 from __future__ import annotations
 
@@ -19,6 +23,18 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
 
     x_t = exp(delta_t * A) * x_{t-1} + delta_t * B_t * u_t ;  y_t = <C_t, x_t> + D * u_t ;  y *= silu(z)
     """
+    _check_real(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
+    with _no_autocast(u):
+        return _selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+
+def _no_autocast(u):
+    """The recurrence multiplies hundreds of decays: it runs in fp32 even inside a bf16 autocast region
+    (autocast would otherwise send the loop's matmuls to bf16)."""
+    return torch.autocast(u.device.type, enabled=False)
+
+
+def _selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
     dtype_in = u.dtype
     work = torch.float64 if torch.float64 in (u.dtype, delta.dtype, A.dtype) else torch.float32
     u, delta, A, B, C = (t.to(work) for t in (u, delta, A, B, C))
@@ -51,6 +67,13 @@ IMPLS = ("auto", "kernel", "loop")
 def _work_dtype(u, delta, A) -> torch.dtype:
     """As the reference: fp64 if any of u, delta, A is fp64, otherwise fp32 (bf16/fp16 included)."""
     return torch.float64 if torch.float64 in (u.dtype, delta.dtype, A.dtype) else torch.float32
+
+
+def _check_real(**tensors) -> None:
+    for name, t in tensors.items():
+        if t is not None and t.is_complex():
+            raise TypeError(f"selective scan: {name} is complex ({t.dtype}); only real inputs are supported "
+                            "(a cast to a real dtype would drop the imaginary part)")
 
 
 def _check_shapes(u, delta, A, B, C, D, z, delta_bias) -> None:
@@ -94,10 +117,12 @@ def selective_scan_fast(u, delta, A, B, C, D=None, z=None, delta_bias=None, delt
     "kernel" (force the C kernel; computes in fp32 even for fp64 inputs) or "loop" (force the
     pure-PyTorch loop, any device, fp32 or fp64). Output has u's dtype; last state is fp32/fp64.
     """
+    _check_real(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     work = _work_dtype(u, delta, A)
     run = _scan_kernel if _resolve_impl(impl, u, work) == "kernel" else _scan_loop
-    out, last = run(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), bool(return_last_state))
+    with _no_autocast(u):
+        out, last = run(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), bool(return_last_state))
     out = out.to(u.dtype)
     return (out, last) if return_last_state else out
 
@@ -161,8 +186,10 @@ def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_
     """Selective scan on the active backend (EEGMAMBA_BACKEND); same contract as the reference.
 
     CUDA tensors go to mamba_ssm's kernel when the backend allows it; everything else to
-    `selective_scan_fast` (C kernel on CPU, torch loop elsewhere).
+    `selective_scan_fast` (C kernel on CPU, torch loop elsewhere). Complex inputs are refused on every
+    path, the CUDA kernel's included, so a model behaves the same on every backend.
     """
+    _check_real(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
     kernel = cuda_op("selective_scan", u)
     if kernel is not None:
         return kernel(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,

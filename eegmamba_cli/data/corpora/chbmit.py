@@ -15,7 +15,8 @@ from typing import Callable
 from ...console import UserError
 from ..base import (Corpus, CorpusInfo, DownloadError, PhysioNet, Piece, Recording, RecordingError, RecordingRef,
                     check_choice, subject_digits)
-from ..edf import EdfSignals, match_channels, read_header
+from ..edf import EdfSignals, read_header
+from ...channels import match_channels
 from ..signal import check_fraction, fixed_windows, overlap_labels
 
 # The 23 channels of the paper, in order; T8-P8 appears twice (EDF channels 15 and 23 hold the same

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..base import TARGET_SFREQ, Corpus, CorpusInfo, OptionError, Piece, Recording, RecordingError, RecordingRef
-from ..edf import normalise_label
+from ...channels import normalise_label
 
 SUFFIXES = (".edf", ".bdf", ".gdf", ".fif")
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]")

@@ -13,14 +13,13 @@ from typing import Callable
 
 from ...console import UserError
 from ..base import Corpus, CorpusInfo, PhysioNet, Piece, Recording, RecordingError, RecordingRef
-from ..edf import EdfSignals, match_channels, read_header
+from ..edf import EdfSignals, read_header
+from ...channels import match_channels
 from ..signal import check_fraction, fixed_windows, overlap_labels
 
 # In the order the model sees them (old 10-20 names, as in the Siena files).
 CHANNELS = ("Fp1", "F3", "C3", "P3", "O1", "F7", "T3", "T5", "Fc1", "Fc5", "Cp1", "Cp5", "F9", "Fz", "Cz",
             "Pz", "Fp2", "F4", "C4", "P4", "O2", "F8", "T4", "T6", "Fc2", "Fc6", "Cp2", "Cp6", "F10")
-# New 10-20 names accepted for the old ones the spec uses.
-ALIASES = {"T7": "T3", "T8": "T4", "P7": "T5", "P8": "T6"}
 # Patients left out of every run, with the reason (the paper drops PN10).
 EXCLUDED = {"PN10": "has only 20 EEG electrodes (excluded by the paper)"}
 # The paper's fold table (patient numbers), with its printed "15" dropped: no PN15 exists. PN10 is in none.
@@ -218,8 +217,7 @@ class Siena(Corpus):
         if len(ref.paths) < 2:
             raise RecordingError(f"{edf.name}: no Seizures-list-{ref.subject}.txt beside it")
         header = read_header(edf)
-        signals = EdfSignals(header, match_channels(header.labels, CHANNELS, source=edf.name,
-                                                    aliases=ALIASES))
+        signals = EdfSignals(header, match_channels(header.labels, CHANNELS, source=edf.name))
         duration = signals.shape[1] / signals.sfreq
         t0 = header.start_seconds_of_day
         if t0 is None:

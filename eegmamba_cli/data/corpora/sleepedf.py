@@ -22,7 +22,8 @@ import numpy as np
 from ...console import UserError
 from ..base import (Corpus, CorpusError, CorpusInfo, DownloadError, PhysioNet, Piece, Recording, RecordingError,
                     RecordingRef, subject_digits)
-from ..edf import EdfSignals, match_channels, read_annotations, read_header
+from ..edf import EdfSignals, read_annotations, read_header
+from ...channels import match_channels
 
 CHANNEL = "EEG Fpz-Cz"
 EPOCH_S = 30.0
