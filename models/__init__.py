@@ -1,5 +1,5 @@
 """EEGMamba model package: ST-Adaptive front end, BiMamba blocks, task-aware MoE."""
-from .config import (ABLATIONS, PAPER_DATASETS, PAPER_SEGMENT_SAMPLES, DatasetSpec, EEGMambaConfig,
+from .config import (ABLATIONS, DatasetSpec, EEGMambaConfig,
                      MambaConfig, MoEConfig, ablate, preset)
 from .bimamba import BiMamba, BiMambaBlock
 from .eegmamba import EEGMamba
@@ -7,7 +7,7 @@ from .moe import MoEBlock, TaskAwareMoE
 from .st_adaptive import STAdaptive, token_count
 from .transformer import TransformerBaseline
 
-__all__ = ["ABLATIONS", "PAPER_DATASETS", "PAPER_SEGMENT_SAMPLES", "DatasetSpec", "EEGMambaConfig",
+__all__ = ["ABLATIONS", "DatasetSpec", "EEGMambaConfig",
            "MambaConfig", "MoEConfig", "ablate", "preset",
            "BiMamba", "BiMambaBlock", "EEGMamba", "MoEBlock", "TaskAwareMoE", "STAdaptive", "token_count",
            "TransformerBaseline"]

@@ -23,28 +23,6 @@ class DatasetSpec:
             raise ValueError(f"dataset {self.name!r}: needs >= 1 channel and >= 2 classes")
 
 
-# The eight paper corpora in the model's fixed index order: the index keys the spatial convolutions, task
-# tokens, heads and checkpoints, so it must never change. The corpus declarations are the source
-# (eegmamba_cli.data.registry.dataset_specs derives these; a contract test keeps the two equal): this copy
-# exists so that the model package, which never imports the CLI, can build the paper's model on its own.
-PAPER_DATASETS: tuple[DatasetSpec, ...] = (
-    DatasetSpec("siena", 29, 2, "seizure"),
-    DatasetSpec("chbmit", 23, 2, "seizure"),
-    DatasetSpec("sleepedf", 1, 5, "sleep"),
-    DatasetSpec("shhs", 1, 5, "sleep"),
-    DatasetSpec("deap", 4, 2, "emotion"),
-    DatasetSpec("seed", 62, 3, "emotion"),
-    DatasetSpec("shu", 32, 2, "mi"),
-    DatasetSpec("bciiv2a", 22, 4, "mi"),
-)
-
-# Samples per segment at 200 Hz for each paper corpus (registry.segment_samples; kept equal by the same test).
-PAPER_SEGMENT_SAMPLES: dict[str, int] = {
-    "siena": 800, "chbmit": 800, "sleepedf": 6000, "shhs": 6000,
-    "deap": 12000, "seed": 4000, "shu": 800, "bciiv2a": 600,
-}
-
-
 @dataclass(frozen=True)
 class MambaConfig:
     """Mamba-1 settings [D]: the mamba_ssm defaults (spec §3)."""

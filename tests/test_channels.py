@@ -57,7 +57,7 @@ def test_custom_corpus_reads_dotted_channels_by_their_plain_names(realdata, tmp_
     raw = tmp_path / "raw" / "sub-001"
     raw.mkdir(parents=True)
     (raw / "S001R04.edf").symlink_to(realdata / EEGMMIDB_RUN)
-    corpus = CUSTOM.configure(tmp_path / "raw", {"labels": "T1,T2", "channels": "FC5,Cz,Fp1", "window": 4.0})
+    corpus = CUSTOM.bind(tmp_path / "raw", CUSTOM.Options(labels="T1,T2", channels="FC5,Cz,Fp1", window=4.0))
     (ref,) = corpus.find_recordings(tmp_path / "raw")
     (piece,) = corpus.read(ref).pieces
     assert piece.data.shape == (3, 20000) and piece.sfreq == 160

@@ -2,7 +2,10 @@ from typer.testing import CliRunner
 
 from eegmamba_cli import __version__
 from eegmamba_cli.app import app
-from models import PAPER_DATASETS, ablate, preset
+from eegmamba_cli.data.registry import dataset_specs, segment_samples
+from models import ablate, preset
+
+PAPER_DATASETS = dataset_specs()  # the paper's eight datasets, in the model's index order
 
 runner = CliRunner()
 
@@ -18,6 +21,7 @@ def test_paper_datasets_fixed_index_order():
         "siena", "chbmit", "sleepedf", "shhs", "deap", "seed", "shu", "bciiv2a"]
     assert [d.n_channels for d in PAPER_DATASETS] == [29, 23, 1, 1, 4, 62, 32, 22]
     assert [d.n_classes for d in PAPER_DATASETS] == [2, 2, 5, 5, 2, 3, 2, 4]
+    assert list(segment_samples().values()) == [800, 800, 6000, 6000, 12000, 4000, 800, 600]
 
 
 def test_presets_and_ablations():

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import models
 from eegmamba_cli.console import UserError
 from eegmamba_cli.data import corpora, registry
 from eegmamba_cli.data.base import TARGET_SFREQ, CorpusError, RecordingError, to_samples, to_seconds
@@ -141,9 +140,6 @@ def test_registry_names_tasks_and_model_specs():
     assert registry.CORPUS_NAMES == tuple(c.info.name for c in PAPER)
     assert [c.info.index for c in PAPER] == list(range(len(PAPER)))
     assert {n for names in registry.TASKS.values() for n in names} == set(registry.CORPUS_NAMES)
-    # models/ keeps its own copy for building the paper model without the CLI: it must agree
-    assert registry.dataset_specs() == models.PAPER_DATASETS
-    assert registry.segment_samples() == models.PAPER_SEGMENT_SAMPLES
     assert "custom" in registry.registered() and "custom" not in registry.CORPUS_NAMES
     with pytest.raises(UserError, match=r"^unknown dataset 'nope'; known: siena, chbmit, .*custom$"):
         registry.canonical_name("nope")

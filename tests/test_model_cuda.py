@@ -1,9 +1,12 @@
-"""CUDA checks (marked `cuda`: skipped without a GPU). Run them wherever a GPU exists (LESSONS L4, L14)."""
+"""CUDA checks (marked `cuda`: skipped without a GPU). Run them wherever a GPU exists (the fast kernels only exist there)."""
 import pytest
 import torch
 
-from models import PAPER_DATASETS, EEGMamba, EEGMambaConfig, TransformerBaseline
+from eegmamba_cli.data.registry import dataset_specs
+from models import EEGMamba, EEGMambaConfig, TransformerBaseline
 from models.ops import set_backend
+
+PAPER_DATASETS = dataset_specs()  # the paper's eight datasets, in the model's index order
 
 pytestmark = pytest.mark.cuda
 CFG = EEGMambaConfig(d_model=64, n_layers=2)

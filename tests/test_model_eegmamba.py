@@ -2,9 +2,12 @@
 import pytest
 import torch
 
-from models import (ABLATIONS, PAPER_DATASETS, PAPER_SEGMENT_SAMPLES, DatasetSpec, EEGMamba, EEGMambaConfig,
-                    ablate, preset)
+from eegmamba_cli.data.registry import dataset_specs, segment_samples
+from models import ABLATIONS, DatasetSpec, EEGMamba, EEGMambaConfig, ablate, preset
 from models.ops import set_backend
+
+PAPER_DATASETS = dataset_specs()  # the paper's eight datasets, in the model's index order
+PAPER_SEGMENT_SAMPLES = segment_samples()
 
 
 

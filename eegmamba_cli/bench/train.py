@@ -10,7 +10,9 @@ import time
 
 import torch
 
-from models import PAPER_DATASETS, PAPER_SEGMENT_SAMPLES, EEGMamba, preset
+from models import EEGMamba, preset
+
+from ..data.registry import dataset_specs, segment_samples
 
 from ..training.trainer import make_optimizer, train_step
 
@@ -30,14 +32,14 @@ def benchmark_train(quick: bool = False, device: str = "cpu", batch: int | None 
     """
     dev = torch.device(device)
     cuda = dev.type == "cuda"
-    spec = next(d for d in PAPER_DATASETS if d.name == DATASET)
+    spec = next(d for d in dataset_specs() if d.name == DATASET)
     if batch is None:
         batch = 4 if quick else (128 if cuda else 8)
-    samples = 200 if quick else PAPER_SEGMENT_SAMPLES[DATASET]
+    samples = 200 if quick else segment_samples()[DATASET]
     warmup, steps = (1, 1) if quick else ((5, 20) if cuda else (1, 3))
     rows = []
     for name in ("single-task", "multitask"):
-        specs = [spec] if name == "single-task" else list(PAPER_DATASETS)
+        specs = [spec] if name == "single-task" else list(dataset_specs())
         torch.manual_seed(0)
         model = EEGMamba(preset(name), specs).to(dev).train()
         optimizer = make_optimizer(model, 2e-4, 1e-6)
