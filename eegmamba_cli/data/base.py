@@ -143,6 +143,7 @@ class CorpusInfo:
     folds: Mapping[int, Collection[int]] = field(default_factory=_frozen, compare=False)  # fold -> subject numbers
     download: PhysioNet | None = None  # None: the user fetches the files by hand
     native_labels: Mapping[str, str] = field(default_factory=_frozen, compare=False)  # file label -> channel
+    normalize: str = "window"  # the pipeline's default normalisation for this corpus (see PreprocessParams)
 
     def __post_init__(self):
         # read-only views, so that no caller can edit a declaration shared by the whole process

@@ -68,9 +68,7 @@ class PreprocessParams:
     options: dict = field(default_factory=dict)  # the corpus's Options as a dict (defaults filled in)
 
     def __post_init__(self):
-        object.__setattr__(self, "normalize", OLD_NORMALIZATIONS.get(self.normalize, self.normalize))
-        if self.normalize not in NORMALIZATIONS:
-            raise CorpusError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, not {self.normalize!r}")
+        object.__setattr__(self, "normalize", check_normalize(self.normalize))
         object.__setattr__(self, "band", check_band(self.band))
         if self.bad_channels not in BAD_CHANNEL_POLICIES:
             raise CorpusError(f"bad-channel policy must be one of {', '.join(BAD_CHANNEL_POLICIES)}, "
@@ -94,6 +92,14 @@ class PreprocessParams:
         record = dict(record or {})
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in record.items() if k in known})
+
+
+def check_normalize(value: str) -> str:
+    """A normalisation name (the old `zscore` reads as `window`); CorpusError otherwise."""
+    name = OLD_NORMALIZATIONS.get(str(value).strip().lower(), str(value).strip().lower())
+    if name not in NORMALIZATIONS:
+        raise CorpusError(f"normalize {value}: expected {', '.join(NORMALIZATIONS[:-1])} or {NORMALIZATIONS[-1]}")
+    return name
 
 
 def parse_band(text: str) -> tuple[float, float] | str:
@@ -391,9 +397,12 @@ def _clear_cache(directory: Path) -> None:
 
 def preprocess_corpus(name: str, raw: str | Path, out: str | Path, *, workers: int = 1,
                       subjects: set[str] | None = None, strict: bool = False, overwrite: bool = False,
-                      options=None, normalize: str = "window", band="default",
+                      options=None, normalize: str | None = None, band="default",
                       bad_channels: str = "skip", progress: bool = True) -> PreprocessReport:
     """Preprocess every recording of corpus `name` under `raw` into the cache `<out>/<name>/`.
+
+    `normalize` None is the corpus's default (the paper's per-window z-score for its corpora, per-recording
+    for custom); `band` "default" is the corpus's passband (see PreprocessParams).
 
     Idempotent: finished recordings are skipped, and recordings skipped before with unchanged files
     keep their reason, so a second run with the same parameters does no work and leaves the cache
@@ -408,7 +417,7 @@ def preprocess_corpus(name: str, raw: str | Path, out: str | Path, *, workers: i
     resolved = resolve_options(corpus, options)
     corpus = corpus.bind(raw, resolved)
     info = corpus.info
-    params = PreprocessParams(normalize=normalize, band=band, bad_channels=bad_channels,
+    params = PreprocessParams(normalize=normalize or info.normalize, band=band, bad_channels=bad_channels,
                               options=options_record(resolved))
     fp = fingerprint(info, params)
     refs = corpus.find_recordings(raw, subjects)

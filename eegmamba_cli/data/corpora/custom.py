@@ -49,7 +49,7 @@ EVENT = "event"  # window=event: one window per event, of its own length
 
 DEFAULT_INFO = CorpusInfo(
     name="custom", title="Your own recordings (BIDS-style)", task="custom", channels=(), native_sfreq=None,
-    window_s=4.0, class_names=(), access="local", url="", licence="yours", citation="",
+    window_s=4.0, class_names=(), access="local", url="", licence="yours", citation="", normalize="recording",
     raw_hint="sub-XX/eeg/sub-XX_..._eeg.edf with sub-XX_..._events.tsv (onset, duration, trial_type), "
              "or files with their own annotations")
 
