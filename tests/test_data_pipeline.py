@@ -198,16 +198,15 @@ def test_dead_worker_stops_cleanly_and_is_not_remembered_as_a_skip(tmp_path, mon
 
 # --- normalisation, band, per-event lengths ----------------------------------------------------------
 
-def _noise_piece(seconds, seed, offset_s=0.0, shift=0.0):
+def _noise_piece(seconds, seed, offset_s=0.0, shift=0.0, gain=1.0):
     rng = np.random.default_rng(seed)
-    data = rng.normal(shift, 20.0, (2, int(seconds * 200)))
-    data[1] *= 3.0  # channel B is three times larger: `recording` keeps that, `window` erases it
+    data = rng.normal(shift, 20.0 * gain, (2, int(seconds * 200)))
     return Piece(data, 200.0, [(float(s), 0) for s in fixed_windows(seconds, 4.0)], offset_s=offset_s)
 
 
 def test_recording_normalisation_is_the_median_and_iqr_of_all_pieces():
     # at 200 Hz with no band, filtering and resampling are the identity: the float64 reference is plain numpy
-    pieces = [_noise_piece(8, 0), _noise_piece(12, 1, offset_s=20.0, shift=100.0)]
+    pieces = [_noise_piece(8, 0), _noise_piece(12, 1, offset_s=20.0, shift=100.0, gain=2.0)]
     params = PreprocessParams(normalize="recording", band="none")
     done = preprocess_pieces(pieces, INFO, params, [(None, None)] * 2)
     whole = np.concatenate([p.data for p in pieces], axis=1)
@@ -218,11 +217,12 @@ def test_recording_normalisation_is_the_median_and_iqr_of_all_pieces():
         for k, start in enumerate(starts_s - piece.offset_s):
             i = int(round(start * 200))
             np.testing.assert_allclose(windows[k], (piece.data[:, i:i + 800] - median) / scale, atol=1e-5)
-    # the slow shift between pieces and the channels' size ratio survive; a per-window z-score erases both
-    assert done[1][0][:, 0].mean() - done[0][0][:, 0].mean() > 1.0  # per-window z-score: 0
-    assert 2.7 < done[0][0][:, 1].std() / done[0][0][:, 0].std() < 3.3
+    # the slow shift and the doubled amplitude of the second piece survive; a per-window z-score erases both
+    assert done[1][0][:, 0].mean() - done[0][0][:, 0].mean() > 1.0
+    assert 1.8 < done[1][0][:, 0].std() / done[0][0][:, 0].std() < 2.2
     zscored = preprocess_pieces(pieces, INFO, PreprocessParams(band="none"), [(None, None)] * 2)
-    assert abs(zscored[0][0][:, 1].std() / zscored[0][0][:, 0].std() - 1) < 1e-3
+    assert abs(zscored[1][0][:, 0].mean() - zscored[0][0][:, 0].mean()) < 1e-5
+    assert abs(zscored[1][0][:, 0].std() / zscored[0][0][:, 0].std() - 1) < 1e-3
 
 
 def test_event_lengths_are_zero_padded_and_zscored_over_their_own_samples():
