@@ -10,7 +10,7 @@ A corpus finds the recordings under a raw folder (`find_recordings`) and reads o
 made of `Piece`s: stretches of continuous signal at the native rate, in µV, channels already selected and
 ordered as the corpus declares, each with the start times and labels of the windows to cut from it. The
 pipeline (`eegmamba_cli/data/pipeline.py`) filters each piece at its native rate, resamples it to
-200 Hz, cuts the windows, z-scores them and writes the cache. Loaders never filter, resample or window.
+200 Hz, normalises, cuts the windows and writes the cache. Loaders never filter, resample or window.
 
 Window lengths are declared in seconds (`CorpusInfo.window_s`); `to_samples` and `to_seconds` are the
 only conversions to and from samples at the 200-Hz target rate, which caches and checkpoints record.
