@@ -192,24 +192,26 @@ def preprocess_pieces(pieces: list[Piece], info: CorpusInfo, params: PreprocessP
     results = list(zip(outs, starts_s, plans))
     if not any(len(plan.kept) for plan in plans):
         return results
-    for piece, band in zip(pieces, passbands):
+    whole = params.normalize == "recording"  # every piece counts for the statistics, windows or not
+    used = [i for i, plan in enumerate(plans) if whole or len(plan.kept)]
+    for i in used:
         try:  # a rate no filter or resampler can use (a corrupt header) is one line naming the source
-            design_sos(float(piece.sfreq), *band)
-            resample_factor(piece.sfreq)
+            design_sos(float(pieces[i].sfreq), *passbands[i])
+            resample_factor(pieces[i].sfreq)
         except RecordingError as err:
             raise RecordingError(f"{source}: {err}") from None
     names = info.channels if len(info.channels) == n_ch else [f"#{c + 1}" for c in range(n_ch)]
     for c in range(n_ch):
         signals = []
-        for piece, band in zip(pieces, passbands):
-            row = _check_channel(np.asarray(piece.data[c], dtype=np.float64), names[c], source,
+        for i in used:
+            row = _check_channel(np.asarray(pieces[i].data[c], dtype=np.float64), names[c], source,
                                  params.bad_channels)
-            signals.append(filter_resample_channel(row, piece.sfreq, band))
-        if params.normalize == "recording":
+            signals.append(filter_resample_channel(row, pieces[i].sfreq, passbands[i]))
+        if whole:
             centre, scale = robust_centre_scale(np.concatenate(signals))
             signals = [(y - centre) / (scale + params.eps) for y in signals]
-        for y, out, plan in zip(signals, outs, plans):
-            _cut(y, plan, out[:, c, :], zscore=params.normalize == "window", eps=params.eps)
+        for i, y in zip(used, signals):
+            _cut(y, plans[i], outs[i][:, c, :], zscore=params.normalize == "window", eps=params.eps)
     return results
 
 
