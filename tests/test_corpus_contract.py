@@ -221,9 +221,12 @@ def test_find_read_and_window_native_files(corpus, tmp_path, native):
         for start, label in piece.windows:
             assert 0 <= start and start + info.window_s <= duration + 1e-6
             assert 0 <= label < len(info.class_names)
+        assert piece.events is None or len(piece.events) == len(piece.windows)
+        assert piece.lengths_s is None  # the paper corpora cut windows of the declared length
     result = process_recording(bound, ref, PreprocessParams(options=options_record(bound.options)))
     n = len(result.rows)
     assert n > 0 and result.windows.shape == (n, len(info.channels), info.window_samples)
+    assert (result.rows["length"] == info.window_samples).all() and result.rows["event"].str.startswith(ref.id).all()
     assert np.isfinite(result.windows).all()
 
 

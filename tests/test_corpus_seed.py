@@ -132,5 +132,9 @@ def test_pipeline_end_to_end(raw, tmp_path):
     assert {r: g["label"].tolist() for r, g in m.groupby("recording")} == {
         "1_20131027": [1, 2, 2, 2, 0, 0], "1_20131030": [0], "1_20131107": [2], "10_20131130": [2]}
     assert m.loc[m["recording"] == "1_20131027", "start_s"].tolist() == [1.0, 28.0, 30.0, 32.0, 53.0, 55.0]
+    # windows of one trial share its event: three trials, the last two cut into overlapping windows
+    assert m.loc[m["recording"] == "1_20131027", "event"].tolist() == [
+        "1_20131027/e0", "1_20131027/e1", "1_20131027/e1", "1_20131027/e1", "1_20131027/e2", "1_20131027/e2"]
+    assert m["event"].nunique() == 6 and (m["length"] == 4000).all() and set(m["run"]) == {"1"}
     assert set(zip(m["subject"], m["session"], m["fold"])) == {("1", "1", 1), ("1", "2", 1), ("1", "3", 1),
                                                                 ("10", "1", 4)}

@@ -39,7 +39,7 @@ def test_channels_window_and_stride_options(tmp_path):
 
 def test_labels_required_and_missing_channels(tmp_path):
     raw = write_custom(tmp_path / "raw")
-    with pytest.raises(UserError, match=r"^custom: option labels names the classes, name1,name2,... \(trial_type "
+    with pytest.raises(UserError, match=r"^custom: option labels names the classes, name1,name2,... or name=CODE,... \(trial_type "
                                         r"values found: left, rest, right\)$"):
         preprocess_corpus("custom", raw, tmp_path / "cache", progress=False)
     configured = CORPUS.bind(raw, CORPUS.Options(labels="left,right", channels="C3,Pz", window=4.0))

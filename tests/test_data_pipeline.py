@@ -3,14 +3,15 @@ import hashlib
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import signal as sps
 
 from eegmamba_cli.console import UserError
-from eegmamba_cli.data.base import CorpusInfo, NoOptions, Piece, RecordingError, default_passband
+from eegmamba_cli.data.base import CorpusError, CorpusInfo, NoOptions, Piece, RecordingError, default_passband
 from eegmamba_cli.data.cache import WindowCache
 from eegmamba_cli.data.pipeline import (PreprocessParams, fingerprint, fitting_windows, preprocess_corpus,
-                                        preprocess_piece)
+                                        preprocess_piece, preprocess_pieces)
 from eegmamba_cli.data.signal import design_sos, fixed_windows, overlap_labels, resample_factor
 from eegmamba_cli.fileio import directory_lock
 from tests.fixtures.edf import peak_frequency, tone
@@ -47,7 +48,7 @@ def test_piece_windows_shape_order_zscore_and_dropped_tail():
     windows, starts = preprocess_piece(piece, INFO, PreprocessParams())
     assert windows.shape == (2, 2, 800) and windows.dtype == np.float32
     assert starts.tolist() == [100.0, 104.0]
-    assert fitting_windows(piece, INFO)[0].tolist() == [0, 1]
+    assert fitting_windows(piece, INFO).kept.tolist() == [0, 1]
     np.testing.assert_allclose(windows.mean(axis=2), 0, atol=1e-5)
     np.testing.assert_allclose(windows.std(axis=2), 1, atol=1e-4)
     assert [peak_frequency(windows[1, c]) for c in range(2)] == [5.0, 11.0]
@@ -193,3 +194,81 @@ def test_dead_worker_stops_cleanly_and_is_not_remembered_as_a_skip(tmp_path, mon
     assert not (tmp_path / "cache" / "toy" / "info.json").exists()
     skipped = tmp_path / "cache" / "toy" / "skipped.json"
     assert not skipped.exists() or "boom" not in skipped.read_text()
+
+
+# --- normalisation, band, per-event lengths ----------------------------------------------------------
+
+def _noise_piece(seconds, seed, offset_s=0.0, shift=0.0, gain=1.0):
+    rng = np.random.default_rng(seed)
+    data = rng.normal(shift, 20.0 * gain, (2, int(seconds * 200)))
+    return Piece(data, 200.0, [(float(s), 0) for s in fixed_windows(seconds, 4.0)], offset_s=offset_s)
+
+
+def test_recording_normalisation_is_the_median_and_iqr_of_all_pieces():
+    # at 200 Hz with no band, filtering and resampling are the identity: the float64 reference is plain numpy
+    pieces = [_noise_piece(8, 0), _noise_piece(12, 1, offset_s=20.0, shift=100.0, gain=2.0)]
+    params = PreprocessParams(normalize="recording", band="none")
+    done = preprocess_pieces(pieces, INFO, params, [(None, None)] * 2)
+    whole = np.concatenate([p.data for p in pieces], axis=1)
+    q25, median, q75 = np.percentile(whole, [25, 50, 75], axis=1, keepdims=True)
+    scale = (q75 - q25) / 1.3489795 + 1e-6
+    for piece, (windows, starts_s, plan) in zip(pieces, done):
+        assert plan.lengths.tolist() == [800] * len(piece.windows)
+        for k, start in enumerate(starts_s - piece.offset_s):
+            i = int(round(start * 200))
+            np.testing.assert_allclose(windows[k], (piece.data[:, i:i + 800] - median) / scale, atol=1e-5)
+    # the slow shift and the doubled amplitude of the second piece survive; a per-window z-score erases both
+    assert done[1][0][:, 0].mean() - done[0][0][:, 0].mean() > 1.0
+    assert 1.8 < done[1][0][:, 0].std() / done[0][0][:, 0].std() < 2.2
+    zscored = preprocess_pieces(pieces, INFO, PreprocessParams(band="none"), [(None, None)] * 2)
+    assert abs(zscored[1][0][:, 0].mean() - zscored[0][0][:, 0].mean()) < 1e-5
+    assert abs(zscored[1][0][:, 0].std() / zscored[0][0][:, 0].std() - 1) < 1e-3
+
+
+def test_event_lengths_are_zero_padded_and_zscored_over_their_own_samples():
+    piece = _noise_piece(12, 2)
+    piece.windows, piece.lengths_s, piece.events = [(1.0, 0), (5.0, 1), (10.0, 0)], [3.0, 4.0, 2.5], [0, 1, 2]
+    windows, starts_s, plan = preprocess_pieces([piece], INFO, PreprocessParams(band="none"), [(None, None)])[0]
+    assert plan.lengths.tolist() == [600, 800] and starts_s.tolist() == [1.0, 5.0]  # 10 + 2.5 > 12 s: dropped
+    assert np.all(windows[0, :, 600:] == 0)
+    reference = piece.data[:, 200:800]
+    reference = (reference - reference.mean(1, keepdims=True)) / (reference.std(1, keepdims=True) + 1e-6)
+    np.testing.assert_allclose(windows[0, :, :600], reference, atol=1e-5)
+
+
+def test_band_choices_and_old_names():
+    assert PreprocessParams(band="8,30").passband((0.1, 50.0)) == (8.0, 30.0)
+    assert PreprocessParams(band=[0, 30]).passband((0.1, 50.0)) == (None, 30.0)  # low 0: low-pass only
+    assert PreprocessParams(band="none").passband((0.1, 50.0)) == (None, None)
+    assert PreprocessParams().passband((0.1, None)) == (0.1, None)
+    assert PreprocessParams(normalize="zscore").normalize == "window"  # caches and checkpoints before 0.2
+    assert PreprocessParams.from_record({"normalize": "zscore", "eps": 1e-6, "bad_channels": "skip",
+                                         "options": {}}) == PreprocessParams()
+    for bad in ("30,8", "8", "a,b", (1, float("inf")), "-1,4"):
+        with pytest.raises(CorpusError, match=r"^band "):
+            PreprocessParams(band=bad)
+    with pytest.raises(CorpusError, match=r"^normalize foo: expected window, recording or none$"):
+        PreprocessParams(normalize="foo")
+    assert fingerprint(INFO, PreprocessParams(band="8,30")) != fingerprint(INFO, PreprocessParams())
+
+
+def test_a_band_filters_the_piece():
+    sfreq, seconds = 256, 8
+    data = np.stack([tone(3, sfreq, seconds) + tone(20, sfreq, seconds), tone(20, sfreq, seconds)])
+    piece = Piece(data, sfreq, [(0.0, 0), (4.0, 0)])
+    params = PreprocessParams(band="8,30", normalize="none")
+    windows, _ = preprocess_piece(piece, INFO, params, passband=params.passband(default_passband(sfreq)))
+    assert peak_frequency(windows[1, 0]) == 20  # the 3-Hz tone is gone
+
+
+def test_old_cache_without_run_event_length_still_loads(tmp_path):
+    raw = write_siena(tmp_path / "raw")
+    cache = preprocess_corpus("siena", raw, tmp_path / "c", progress=False).cache
+    path = cache.directory / "manifest.parquet"
+    old = pd.read_parquet(path).drop(columns=["run", "event", "length"])
+    old.to_parquet(path, index=False)
+    again = WindowCache(cache.directory)
+    assert list(again.manifest.columns) == list(cache.manifest.columns)
+    assert (again.lengths == again.window_samples).all() and set(again.manifest["run"]) == {"1"}
+    assert again.events.tolist() == (old["recording"] + "/e" + old["window"].astype(str)).tolist()
+    assert again.events.tolist() == cache.events.tolist()  # continuous corpus: each window its own event

@@ -56,9 +56,9 @@ CASES = {  # name: (arguments with {b} for the base folder, text expected in the
     "preprocess siena min_ictal_fraction=0": ("preprocess siena --raw {b}/raw --out {b}/p3 --workers 1 "
                                               "-o min_ictal_fraction=0", "must be a fraction in (0, 1]"),
     "preprocess custom --window inf": ("preprocess custom --raw {b}/raw --out {b}/p4 --workers 1 --window inf "
-                                       "--labels a,b", "option window=inf must be a finite number"),
+                                       "--labels a,b", "--window must be a number of seconds (at least one sample at 200 Hz) or event, not 'inf'"),
     "preprocess custom --window 0.001": ("preprocess custom --raw {b}/raw --out {b}/p5 --workers 1 --window 0.001 "
-                                         "--labels a,b", "--window must be finite and at least one sample"),
+                                         "--labels a,b", "--window must be a number of seconds (at least one sample at 200 Hz) or event"),
     "preprocess custom --stride 1e-9": ("preprocess custom --raw {b}/raw --out {b}/p6 --workers 1 --stride 1e-9 "
                                         "--labels a,b", "--stride must be 0 (= the window) or at least one sample"),
 }

@@ -10,19 +10,15 @@ import typer
 from rich.table import Table
 
 from ..console import UserError, console, handle_errors
-from ..data.base import OptionError
+from ..data.base import CorpusError, OptionError
 from ..data.cache import CacheMismatch
 from ..data.options import parse_options
-from ..data.pipeline import PreprocessReport, RawFolderMissing, StoppedStrict, preprocess_corpus
+from ..data.pipeline import (PreprocessReport, RawFolderMissing, StoppedStrict, check_normalize, parse_band,
+                             preprocess_corpus)
 from ..data.registry import canonical_name, data_root, get_corpus, registered
 
 # The custom corpus's options also have flags of their own.
-CUSTOM_FLAGS = {"window": "--window", "stride": "--stride", "channels": "--channels", "labels": "--labels"}
-
-
-class Normalize(str, Enum):
-    zscore = "zscore"
-    none = "none"
+CUSTOM_FLAGS = {key: f"--{key}" for key in ("window", "stride", "channels", "labels", "include", "exclude")}
 
 
 class BadChannels(str, Enum):
@@ -74,22 +70,34 @@ def main(
     subjects: Annotated[list[str] | None, typer.Option(help="Only these subjects (repeat or comma-separate).")] = None,
     strict: Annotated[bool, typer.Option("--strict/--no-strict", help="Stop at the first unusable recording.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite/--no-overwrite", help="Delete the existing cache first.")] = False,
-    normalize: Annotated[Normalize, typer.Option(help="Per-window, per-channel z-score, or none.")] = Normalize.zscore,
+    normalize: Annotated[str | None, typer.Option(
+        help="window: z-score each window and channel; recording: per channel, median and IQR of the whole "
+             "recording (keeps slow shifts and relative amplitudes); none. [default: window; recording for "
+             "custom]", show_default=False)] = None,
+    band: Annotated[str | None, typer.Option(
+        help="Band-pass LOW,HIGH in Hz (e.g. 8,30; 0,30 = low-pass), or none. [default: 0.1,50]",
+        show_default=False)] = None,
     bad_channels: Annotated[BadChannels, typer.Option(
         help="NaN or flat channel: skip the recording, or keep it (NaN -> 0).")] = BadChannels.skip,
     option: Annotated[list[str] | None, typer.Option(
         "--option", "-o", help="Corpus option KEY=VALUE, e.g. files=all (chbmit), trim_wake=false (sleepedf); "
                                "`eegmamba datasets --options` lists them.")] = None,
-    window: Annotated[float | None, typer.Option(help="custom: window length in seconds [default 4].")] = None,
+    window: Annotated[str | None, typer.Option(
+        help="custom: window length in seconds, or event (one window per event, of its own length) [default 4].")] = None,
     stride: Annotated[float | None, typer.Option(help="custom: window stride in seconds (default: the window).")] = None,
     channels: Annotated[str | None, typer.Option(help="custom: channels a,b,c (default: EEG channels of the first file).")] = None,
-    labels: Annotated[str | None, typer.Option(help="custom: trial_type names, class 0 first: left,right.")] = None,
+    labels: Annotated[str | None, typer.Option(
+        help="custom: classes, class 0 first: left,right (trial_type names) or left=T1,right=T2+T3 (event codes).")] = None,
+    include: Annotated[str | None, typer.Option(
+        help="custom: only files matching these glob patterns, relative to --raw: '*R04.edf,*R08.edf'.")] = None,
+    exclude: Annotated[str | None, typer.Option(help="custom: skip files matching these glob patterns.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
-    """Filter (0.1-50 Hz), resample to 200 Hz, cut labelled windows and write the cache."""
+    """Filter (0.1-50 Hz), resample to 200 Hz, cut labelled windows, normalise them and write the cache."""
     key = canonical_name(name)
     base = data_root(root)
-    custom = {"window": window, "stride": stride, "channels": channels, "labels": labels}
+    custom = {"window": window, "stride": stride, "channels": channels, "labels": labels, "include": include,
+              "exclude": exclude}
     given = {k: v for k, v in custom.items() if v is not None}
     if given and key != "custom":
         raise UserError(f"--{'/--'.join(given)} apply to the custom corpus only; "
@@ -98,10 +106,16 @@ def main(
         raise UserError(f"--workers must be at least 1, not {workers}")
     options = corpus_options(key, option or [], given)
     try:
+        passband = parse_band(band) if band is not None else "default"
+        normalize = check_normalize(normalize) if normalize is not None else None
+    except CorpusError as err:
+        raise UserError(f"--{err}") from None
+    try:
         report = preprocess_corpus(
             key, raw or base / "raw" / key, out or base / "cache", workers=workers,
             subjects=set(split_list(subjects)) or None, strict=strict, overwrite=overwrite, options=options,
-            normalize=normalize.value, bad_channels=bad_channels.value, progress=progress)
+            normalize=normalize, band=passband, bad_channels=bad_channels.value,
+            progress=progress)
     except RawFolderMissing as err:
         raise UserError(f"{err.raw}: raw folder not found; run `eegmamba download {err.info.name}` or pass --raw "
                         f"(expected layout: {err.info.raw_hint or 'see docs/datasets.md'})") from None

@@ -10,7 +10,7 @@ A corpus finds the recordings under a raw folder (`find_recordings`) and reads o
 made of `Piece`s: stretches of continuous signal at the native rate, in µV, channels already selected and
 ordered as the corpus declares, each with the start times and labels of the windows to cut from it. The
 pipeline (`eegmamba_cli/data/pipeline.py`) filters each piece at its native rate, resamples it to
-200 Hz, cuts the windows, z-scores them and writes the cache. Loaders never filter, resample or window.
+200 Hz, normalises, cuts the windows and writes the cache. Loaders never filter, resample or window.
 
 Window lengths are declared in seconds (`CorpusInfo.window_s`); `to_samples` and `to_seconds` are the
 only conversions to and from samples at the 200-Hz target rate, which caches and checkpoints record.
@@ -75,6 +75,12 @@ class Piece:
     sfreq: float
     windows: list[tuple[float, int]]  # (start in s from the piece start, label index)
     offset_s: float = 0.0  # where the piece starts in the recording, for the manifest's start_s
+    # Per window, the source event (trial) it was cut from, numbered within the piece: windows of one
+    # event share it, so evaluation can keep them on one side of a split. None: each window is its own.
+    events: list[int] | None = None
+    # Per window, its own length in seconds (`--window event`: one window per event, of the event's
+    # length); stored zero-padded to the dataset's window. None: every window is the dataset's window.
+    lengths_s: list[float] | None = None
 
 
 @dataclass
@@ -86,6 +92,7 @@ class RecordingRef:
     session: str
     paths: list[Path]  # the files it is read from (signal first, then label files)
     extra: dict = field(default_factory=dict)
+    run: str = "1"  # the run within the session (BIDS `run-`), as the manifest records it
 
 
 @dataclass
@@ -136,6 +143,7 @@ class CorpusInfo:
     folds: Mapping[int, Collection[int]] = field(default_factory=_frozen, compare=False)  # fold -> subject numbers
     download: PhysioNet | None = None  # None: the user fetches the files by hand
     native_labels: Mapping[str, str] = field(default_factory=_frozen, compare=False)  # file label -> channel
+    normalize: str = "window"  # the pipeline's default normalisation for this corpus (see PreprocessParams)
 
     def __post_init__(self):
         # read-only views, so that no caller can edit a declaration shared by the whole process

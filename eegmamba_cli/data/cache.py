@@ -2,7 +2,8 @@
 
 Layout of one dataset's cache, `<root>/<dataset>/`:
 
-    arrays/<recording>.npy     float32 (n_windows, C, L): the windows of one recording, in time order
+    arrays/<recording>.npy     float32 (n_windows, C, L): the windows of one recording, in time order;
+                               a window shorter than L (manifest `length`) is zero-padded at the end
     parts/<recording>.parquet  that recording's manifest rows; written after its array, so its presence
                                marks the recording as done (a resumed run skips it)
     manifest.parquet           all parts concatenated, one row per window (MANIFEST_COLUMNS)
@@ -10,7 +11,8 @@ Layout of one dataset's cache, `<root>/<dataset>/`:
                                params, fingerprint, version, counts, skipped recordings
 
 Every file is written to a temporary name and renamed, so a crash leaves either the old file or the new
-one. A cache is *finished* when info.json exists; readers refuse anything else.
+one. A cache is *finished* when info.json exists; readers refuse anything else. Caches written before
+the manifest had `run`, `event` and `length` still load: readers derive them (`with_derived_columns`).
 """
 from __future__ import annotations
 
@@ -26,8 +28,13 @@ import pandas as pd
 from ..console import UserError
 from ..fileio import atomic_write_bytes, atomic_write_json
 
-MANIFEST_COLUMNS = ["dataset", "subject", "session", "recording", "window", "start_s", "label", "fold"]
-PART_COLUMNS = ["subject", "session", "start_s", "label", "fold"]  # what a loader provides per window
+MANIFEST_COLUMNS = ["dataset", "subject", "session", "run", "recording", "window", "event", "start_s",
+                    "length", "label", "fold"]
+# what the pipeline provides per window; `event` names the source event or trial (windows cut from one
+# event share it), `length` the window's own samples (the rest of the stored window is zero padding)
+PART_COLUMNS = ["subject", "session", "run", "event", "start_s", "length", "label", "fold"]
+# columns older caches lack, and how a reader derives them
+DERIVED_COLUMNS = ("run", "event", "length")
 CACHE_FORMAT = 1
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
@@ -88,7 +95,8 @@ class CacheWriter:
         return (self.parts / f"{_check_recording_id(recording)}.parquet").exists()
 
     def write_recording(self, recording: str, windows: np.ndarray, rows: pd.DataFrame) -> None:
-        """Store one recording: `windows` (n, C, L) float32 and `rows` with PART_COLUMNS, one per window."""
+        """Store one recording: `windows` (n, C, L) float32 and `rows` with PART_COLUMNS, one per window
+        (without run, event or length: run "1", each window its own event, full length)."""
         recording = _check_recording_id(recording)
         n, c, length = windows.shape
         if len(rows) != n:
@@ -99,11 +107,11 @@ class CacheWriter:
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(windows, dtype=np.float32))
         atomic_write_bytes(self.arrays / f"{recording}.npy", buf.getvalue())
-        part = rows[PART_COLUMNS].copy()
-        part.insert(0, "dataset", self.meta["dataset"])
-        part.insert(3, "recording", recording)
-        part.insert(4, "window", np.arange(n, dtype=np.int64))
-        part = _normalise_types(part)
+        part = rows[[c for c in PART_COLUMNS if c in rows.columns]].copy()  # run, event, length: optional
+        part["dataset"] = self.meta["dataset"]
+        part["recording"] = recording
+        part["window"] = np.arange(n, dtype=np.int64)
+        part = with_derived_columns(part, self.meta["window_samples"])
         buf = io.BytesIO()
         part.to_parquet(buf, index=False)
         atomic_write_bytes(self.parts / f"{recording}.parquet", buf.getvalue())
@@ -111,7 +119,7 @@ class CacheWriter:
     def finalize(self, skipped: list[dict] | None = None) -> "WindowCache":
         """Concatenate the parts into manifest.parquet, then write info.json (the 'finished' mark)."""
         files = sorted(self.parts.glob("*.parquet"))
-        frames = [pd.read_parquet(f) for f in files]
+        frames = [with_derived_columns(pd.read_parquet(f), self.meta["window_samples"]) for f in files]
         manifest = (pd.concat(frames, ignore_index=True) if frames
                     else pd.DataFrame({c: [] for c in MANIFEST_COLUMNS}))
         manifest = _normalise_types(manifest[MANIFEST_COLUMNS])
@@ -126,13 +134,29 @@ class CacheWriter:
         return WindowCache(self.directory)
 
 
+def with_derived_columns(manifest: pd.DataFrame, window_samples: int) -> pd.DataFrame:
+    """A manifest of an older cache with the columns it lacks: run "1", each window its own event,
+    every window full length."""
+    missing = [c for c in DERIVED_COLUMNS if c not in manifest.columns]
+    if not missing:
+        return _normalise_types(manifest[MANIFEST_COLUMNS])
+    manifest = manifest.copy()
+    if "run" in missing:
+        manifest["run"] = "1"
+    if "event" in missing:
+        manifest["event"] = manifest["recording"].astype(str) + "/e" + manifest["window"].astype(str)
+    if "length" in missing:
+        manifest["length"] = np.int64(window_samples)
+    return _normalise_types(manifest[MANIFEST_COLUMNS])
+
+
 def _normalise_types(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
-    for col in ("dataset", "subject", "session", "recording"):
+    for col in ("dataset", "subject", "session", "run", "recording", "event"):
         if col in df:
             df[col] = df[col].astype(str)
     for col, dtype in (("window", np.int64), ("label", np.int64), ("fold", np.int64),
-                       ("start_s", np.float64)):
+                       ("length", np.int64), ("start_s", np.float64)):
         if col in df:
             df[col] = df[col].astype(dtype)
     return df
@@ -157,6 +181,7 @@ class WindowCache:
             raise UserError(f"{self.directory}: cache format {found} is not "
                             f"supported (expected {CACHE_FORMAT}); preprocess again")
         self._validate()
+        self.manifest = with_derived_columns(self.manifest, self.window_samples)
         self._maps: dict[str, np.ndarray] = {}
         self._rows_needed: dict[str, int] | None = None
 
@@ -166,7 +191,7 @@ class WindowCache:
         problems = [key for key, kind in (("dataset", str), ("fingerprint", str), ("channels", list),
                                           ("class_names", list), ("window_samples", int))
                     if not isinstance(info.get(key), kind)]
-        missing = [c for c in MANIFEST_COLUMNS if c not in self.manifest.columns]
+        missing = [c for c in MANIFEST_COLUMNS if c not in self.manifest.columns and c not in DERIVED_COLUMNS]
         if problems or missing:
             what = ", ".join([f"info.json: {k}" for k in problems] + [f"manifest: {c}" for c in missing])
             raise UserError(f"{self.directory}: damaged cache (missing or malformed {what}); preprocess "
@@ -208,6 +233,22 @@ class WindowCache:
     def folds(self) -> np.ndarray:
         return self.manifest["fold"].to_numpy(np.int64)
 
+    @property
+    def events(self) -> np.ndarray:
+        """The source event (trial) of each window; windows of one event belong on one side of a split."""
+        return self.manifest["event"].to_numpy(str)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Samples of each window that are signal; after them the stored window is zero padding."""
+        return self.manifest["length"].to_numpy(np.int64)
+
+    @property
+    def padded(self) -> bool:
+        """True when some windows are shorter than `window_samples` (`--window event` with unequal
+        events): feed the model `windows_and_lengths`, so that it ignores the padding."""
+        return bool((self.lengths < self.window_samples).any())
+
     # --- data -------------------------------------------------------------------------------
     def _array(self, recording: str) -> np.ndarray:
         if recording not in self._maps:
@@ -242,6 +283,13 @@ class WindowCache:
         for rec, pos in rows.groupby("recording", sort=False).indices.items():
             out[pos] = self._array(rec)[rows["window"].to_numpy()[pos]]
         return out
+
+
+    def windows_and_lengths(self, indices) -> tuple[np.ndarray, np.ndarray]:
+        """(windows (n, C, L) float32 zero-padded to L = window_samples, lengths (n,) int64) for manifest
+        rows `indices`: what `EEGMamba.forward(x, dataset, lengths)` takes."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return self.windows(indices), self.lengths[indices]
 
 
 def find_caches(root: str | Path) -> dict[str, WindowCache]:

@@ -2,8 +2,9 @@
 
 One code path for every corpus (and, later, for `predict`):
 
-    preprocess_piece(piece, info, params)   pure: band-pass at the native rate, resample to 200 Hz,
-                                            cut the windows, z-score them -> (windows, starts_s)
+    preprocess_pieces(pieces, info, params) pure: band-pass at the native rate, resample to 200 Hz,
+                                            normalise, cut the windows -> (windows, starts_s, lengths)
+                                            per piece; preprocess_piece does one piece (predict)
     process_recording(corpus, ref, params)  read one recording, run its pieces, build manifest rows
     preprocess_corpus(name, raw, out, ...)  lock the cache folder, skip finished recordings, run the rest
                                             in worker processes (the parent alone writes the cache),
@@ -40,76 +41,202 @@ from .signal import (design_sos, filter_resample_channel, resample_factor, resam
 # Bump when the numbers written for the same raw files and parameters change: it enters the
 # fingerprint, so existing caches are then refused instead of silently mixed.
 PIPELINE_VERSION = "1"
-NORMALIZATIONS = ("zscore", "none")
+NORMALIZATIONS = ("window", "recording", "none")
+OLD_NORMALIZATIONS = {"zscore": "window"}  # the name caches and checkpoints recorded before `recording`
+BANDS = ("default", "none")  # besides a (low, high) pair in Hz
 BAD_CHANNEL_POLICIES = ("skip", "keep")
 SKIPPED_FILE = "skipped.json"
+IQR_TO_SD = 1.3489795  # the interquartile range of a normal distribution, in standard deviations
 
 
 @dataclass(frozen=True)
 class PreprocessParams:
-    """Everything besides the raw files that decides the cache contents (it is fingerprinted)."""
+    """Everything besides the raw files that decides the cache contents (it is fingerprinted).
 
-    normalize: str = "zscore"  # per-window, per-channel z-score; "none" keeps filtered µV
+    normalize  "window": z-score each window and channel (the paper's setting); "recording": per channel,
+               subtract the median and divide by the IQR-based scale of the whole recording (all its
+               pieces, after filtering and resampling), which keeps slow shifts and relative amplitudes
+               across windows; "none": filtered µV.
+    band       "default": the corpus's passband (0.1-50 Hz); "none": no filter; or (low, high) in Hz,
+               where low 0 means low-pass only.
+    """
+
+    normalize: str = "window"
+    band: tuple[float, float] | str = "default"
     eps: float = 1e-6
     bad_channels: str = "skip"  # NaN/inf or flat channel: "skip" the recording, or "keep" (NaN -> 0)
     options: dict = field(default_factory=dict)  # the corpus's Options as a dict (defaults filled in)
 
     def __post_init__(self):
-        if self.normalize not in NORMALIZATIONS:
-            raise CorpusError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, not {self.normalize!r}")
+        object.__setattr__(self, "normalize", check_normalize(self.normalize))
+        object.__setattr__(self, "band", check_band(self.band))
         if self.bad_channels not in BAD_CHANNEL_POLICIES:
             raise CorpusError(f"bad-channel policy must be one of {', '.join(BAD_CHANNEL_POLICIES)}, "
                             f"not {self.bad_channels!r}")
 
+    def passband(self, default: tuple[float | None, float | None]) -> tuple[float | None, float | None]:
+        """The band to filter with, given the corpus's own (`default`) for this piece's rate."""
+        if self.band == "default":
+            return default
+        if self.band == "none":
+            return (None, None)
+        low, high = self.band
+        return (low or None, high)
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict | None) -> "PreprocessParams":
+        """Params as info.json or a checkpoint recorded them (older ones lack `band`, say `zscore`)."""
+        record = dict(record or {})
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in record.items() if k in known})
+
+
+def check_normalize(value: str) -> str:
+    """A normalisation name (the old `zscore` reads as `window`); CorpusError otherwise."""
+    name = OLD_NORMALIZATIONS.get(str(value).strip().lower(), str(value).strip().lower())
+    if name not in NORMALIZATIONS:
+        raise CorpusError(f"normalize {value}: expected {', '.join(NORMALIZATIONS[:-1])} or {NORMALIZATIONS[-1]}")
+    return name
+
+
+def parse_band(text: str) -> tuple[float, float] | str:
+    """`LOW,HIGH` (Hz), `none` or `default` -> what PreprocessParams.band holds; CorpusError otherwise."""
+    value = str(text).strip().lower()
+    if value in BANDS:
+        return value
+    parts = [p.strip() for p in value.split(",")]
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        low, high = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise CorpusError(f"band {text!r}: expected LOW,HIGH in Hz (e.g. 8,30), or none") from None
+    return check_band((low, high))
+
+
+def check_band(band) -> tuple[float, float] | str:
+    if isinstance(band, str):
+        if band not in BANDS:
+            return parse_band(band)
+        return band
+    try:
+        low, high = (float(v) for v in band)
+    except (TypeError, ValueError):
+        raise CorpusError(f"band {band!r}: expected LOW,HIGH in Hz, or none") from None
+    if not (np.isfinite(low) and np.isfinite(high)) or low < 0 or high <= low:
+        raise CorpusError(f"band {low:g},{high:g}: needs 0 <= LOW < HIGH (Hz)")
+    return (low, high)
 
 
 # --- one piece --------------------------------------------------------------------------------
 
-def fitting_windows(piece: Piece, info: CorpusInfo) -> tuple[np.ndarray, np.ndarray]:
-    """(indices into piece.windows that fit inside the resampled piece, their start samples at 200 Hz)."""
+@dataclass
+class PieceWindows:
+    """The windows of one piece that fit inside it once resampled to 200 Hz."""
+
+    kept: np.ndarray  # indices into piece.windows
+    starts: np.ndarray  # start samples at 200 Hz
+    lengths: np.ndarray  # samples of each window (<= the dataset's window; the rest is zero padding)
+
+
+def fitting_windows(piece: Piece, info: CorpusInfo) -> PieceWindows:
+    """Which of piece.windows fit inside the resampled piece, where they start and how long they are."""
+    full = info.window_samples
     if not piece.windows:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        empty = np.zeros(0, np.int64)
+        return PieceWindows(empty, empty, empty)
     n200 = resampled_length(int(piece.data.shape[1]), piece.sfreq)
     starts = sample_starts([s for s, _ in piece.windows])
-    ok = (starts >= 0) & (starts + info.window_samples <= n200)
+    if piece.lengths_s is None:
+        lengths = np.full(len(starts), full, np.int64)
+    else:
+        lengths = np.minimum(sample_starts(piece.lengths_s), full)
+    ok = (starts >= 0) & (lengths >= 1) & (starts + lengths <= n200)
     kept = np.flatnonzero(ok)
-    return kept, starts[kept]
+    return PieceWindows(kept, starts[kept], lengths[kept])
 
 
 def preprocess_piece(piece: Piece, info: CorpusInfo, params: PreprocessParams, *,
                      passband: tuple[float | None, float | None] | None = None,
                      source: str = "signal") -> tuple[np.ndarray, np.ndarray]:
-    """Filter, resample, window and normalise one piece.
+    """Filter, resample, window and normalise one piece (the piece is the whole recording).
 
     Returns windows, float32 (n, C, L) with L = info.window_samples, and their start times in seconds
     from the recording start (piece.offset_s + the window's start). Windows that do not fit inside the
     resampled piece are dropped (`fitting_windows` says which). Pure apart from reading lazy data.
     """
-    kept, starts = fitting_windows(piece, info)
-    n_ch = int(piece.data.shape[0])
+    band = passband if passband is not None else params.passband(default_passband(piece.sfreq))
+    windows, starts_s, _ = preprocess_pieces([piece], info, params, [band], source)[0]
+    return windows, starts_s
+
+
+def preprocess_pieces(pieces: list[Piece], info: CorpusInfo, params: PreprocessParams,
+                      passbands: list[tuple[float | None, float | None]], source: str = "signal",
+                      ) -> list[tuple[np.ndarray, np.ndarray, PieceWindows]]:
+    """The pieces of one recording -> per piece (windows (n, C, L) float32, starts_s, which windows).
+
+    Channel by channel (float64 temporaries stay one channel long): every piece is filtered with its
+    passband at its native rate and resampled to 200 Hz; under `recording` normalisation the channel's
+    median and scale come from all its pieces together; then the windows are cut (and z-scored under
+    `window`, over their own length). Samples past a window's length stay zero.
+    """
+    plans = [fitting_windows(piece, info) for piece in pieces]
     length = info.window_samples
-    out = np.empty((len(kept), n_ch, length), dtype=np.float32)
-    starts_s = piece.offset_s + np.asarray([piece.windows[k][0] for k in kept], dtype=np.float64)
-    if len(kept) == 0:
-        return out, starts_s
-    band = passband if passband is not None else default_passband(piece.sfreq)
-    try:  # a rate no filter or resampler can use (a corrupt header) is one line naming the source
-        design_sos(float(piece.sfreq), *band)
-        resample_factor(piece.sfreq)
-    except RecordingError as err:
-        raise RecordingError(f"{source}: {err}") from None
+    n_ch = int(pieces[0].data.shape[0]) if pieces else 0
+    outs = [np.zeros((len(plan.kept), n_ch, length), dtype=np.float32) for plan in plans]
+    starts_s = [piece.offset_s + np.asarray([piece.windows[k][0] for k in plan.kept], dtype=np.float64)
+                for piece, plan in zip(pieces, plans)]
+    results = list(zip(outs, starts_s, plans))
+    if not any(len(plan.kept) for plan in plans):
+        return results
+    whole = params.normalize == "recording"  # every piece counts for the statistics, windows or not
+    used = [i for i, plan in enumerate(plans) if whole or len(plan.kept)]
+    for i in used:
+        try:  # a rate no filter or resampler can use (a corrupt header) is one line naming the source
+            design_sos(float(pieces[i].sfreq), *passbands[i])
+            resample_factor(pieces[i].sfreq)
+        except RecordingError as err:
+            raise RecordingError(f"{source}: {err}") from None
     names = info.channels if len(info.channels) == n_ch else [f"#{c + 1}" for c in range(n_ch)]
-    for c in range(n_ch):  # one channel at a time: float64 temporaries stay one channel long
-        row = np.asarray(piece.data[c], dtype=np.float64)
-        row = _check_channel(row, names[c], source, params.bad_channels)
-        y = filter_resample_channel(row, piece.sfreq, band)
-        block = np.lib.stride_tricks.sliding_window_view(y, length)[starts]  # gathers a copy
-        if params.normalize == "zscore":
-            zscore_rows(block, params.eps)
-        out[:, c, :] = block
-    return out, starts_s
+    for c in range(n_ch):
+        signals = []
+        for i in used:
+            row = _check_channel(np.asarray(pieces[i].data[c], dtype=np.float64), names[c], source,
+                                 params.bad_channels)
+            signals.append(filter_resample_channel(row, pieces[i].sfreq, passbands[i]))
+        if whole:
+            centre, scale = robust_centre_scale(np.concatenate(signals))
+            signals = [(y - centre) / (scale + params.eps) for y in signals]
+        for i, y in zip(used, signals):
+            _cut(y, plans[i], outs[i][:, c, :], zscore=params.normalize == "window", eps=params.eps)
+    return results
+
+
+def robust_centre_scale(y: np.ndarray) -> tuple[float, float]:
+    """Median and IQR / 1.349 (the standard deviation, for normal data; blinks and jumps barely move it)."""
+    q25, median, q75 = np.percentile(y, [25, 50, 75])
+    return float(median), float(q75 - q25) / IQR_TO_SD
+
+
+def _cut(y: np.ndarray, plan: PieceWindows, out: np.ndarray, *, zscore: bool, eps: float) -> None:
+    """Copy the planned windows of one resampled channel `y` into `out` (n, L), z-scoring if asked."""
+    if not len(plan.kept):
+        return
+    full = out.shape[1]
+    if (plan.lengths == full).all():
+        block = np.lib.stride_tricks.sliding_window_view(y, full)[plan.starts]  # gathers a copy
+        if zscore:
+            zscore_rows(block, eps)
+        out[:] = block
+        return
+    for i, (start, n) in enumerate(zip(plan.starts, plan.lengths)):
+        block = y[start:start + n][None, :].copy()
+        if zscore:
+            zscore_rows(block, eps)
+        out[i, :n] = block[0]
 
 
 def _check_channel(row: np.ndarray, name: str, source: str, policy: str) -> np.ndarray:
@@ -138,27 +265,36 @@ def process_recording(corpus: Corpus, ref: RecordingRef, params: PreprocessParam
     info = corpus.info
     source = ref.paths[0].name if ref.paths else ref.id
     recording = corpus.read(ref)
-    parts, starts, labels = [], [], []
-    for piece in recording.pieces:
-        kept, _ = fitting_windows(piece, info)
-        windows, piece_starts = preprocess_piece(piece, info, params,
-                                                 passband=corpus.passband(piece.sfreq), source=source)
-        parts.append(windows)
-        starts.append(piece_starts)
-        labels.extend(int(piece.windows[k][1]) for k in kept)
+    pieces = recording.pieces
+    passbands = [params.passband(corpus.passband(piece.sfreq)) for piece in pieces]
+    done = preprocess_pieces(pieces, info, params, passbands, source)
+    labels, events = [], []
+    for number, (piece, (_, _, plan)) in enumerate(zip(pieces, done)):
+        labels.extend(int(piece.windows[k][1]) for k in plan.kept)
+        events.extend((number, int(piece.events[k]) if piece.events is not None else -1 - int(k))
+                      for k in plan.kept)
     if not labels:
         raise RecordingError(f"{source}: no windows to cut (shorter than one {info.window_s:g}-s "
                              "window, or nothing labelled)")
     bad = sorted({lab for lab in labels if not 0 <= lab < len(info.class_names)})
     if bad:
         raise RecordingError(f"{source}: labels {bad} outside 0..{len(info.class_names) - 1}")
-    windows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    windows = np.concatenate([w for w, _, _ in done])
     subject = recording.ref.subject
     n = len(labels)
     rows = pd.DataFrame({"subject": [subject] * n, "session": [recording.ref.session] * n,
-                         "start_s": np.concatenate(starts), "label": labels,
+                         "run": [recording.ref.run] * n, "event": event_ids(ref.id, events),
+                         "start_s": np.concatenate([s for _, s, _ in done]), "label": labels,
+                         "length": np.concatenate([plan.lengths for _, _, plan in done]),
                          "fold": [corpus.fold_of(subject)] * n})[PART_COLUMNS]
     return RecordingResult(ref.id, windows, rows, list(recording.notes))
+
+
+def event_ids(recording: str, keys: list[tuple[int, int]]) -> list[str]:
+    """`<recording>/e<k>`, k counting the recording's distinct (piece, event) keys in order of appearance:
+    unique within the dataset (recording ids are), stable, and shared by windows of one event."""
+    numbers: dict[tuple[int, int], int] = {}
+    return [f"{recording}/e{numbers.setdefault(key, len(numbers))}" for key in keys]
 
 
 def _work(corpus: Corpus, ref: RecordingRef, params: PreprocessParams):
@@ -263,9 +399,12 @@ def _clear_cache(directory: Path) -> None:
 
 def preprocess_corpus(name: str, raw: str | Path, out: str | Path, *, workers: int = 1,
                       subjects: set[str] | None = None, strict: bool = False, overwrite: bool = False,
-                      options=None, normalize: str = "zscore",
+                      options=None, normalize: str | None = None, band="default",
                       bad_channels: str = "skip", progress: bool = True) -> PreprocessReport:
     """Preprocess every recording of corpus `name` under `raw` into the cache `<out>/<name>/`.
+
+    `normalize` None is the corpus's default (the paper's per-window z-score for its corpora, per-recording
+    for custom); `band` "default" is the corpus's passband (see PreprocessParams).
 
     Idempotent: finished recordings are skipped, and recordings skipped before with unchanged files
     keep their reason, so a second run with the same parameters does no work and leaves the cache
@@ -280,7 +419,8 @@ def preprocess_corpus(name: str, raw: str | Path, out: str | Path, *, workers: i
     resolved = resolve_options(corpus, options)
     corpus = corpus.bind(raw, resolved)
     info = corpus.info
-    params = PreprocessParams(normalize=normalize, bad_channels=bad_channels, options=options_record(resolved))
+    params = PreprocessParams(normalize=normalize or info.normalize, band=band, bad_channels=bad_channels,
+                              options=options_record(resolved))
     fp = fingerprint(info, params)
     refs = corpus.find_recordings(raw, subjects)
     if not refs:

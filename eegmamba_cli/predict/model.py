@@ -48,7 +48,9 @@ class Head:
         return self.info.window_s
 
     def passband(self, sfreq: float) -> tuple[float | None, float | None]:
-        return self.corpus.passband(sfreq) if self.corpus is not None else default_passband(sfreq)
+        """The band the head's training data were filtered with (`--band`, else the corpus's own)."""
+        own = self.corpus.passband(sfreq) if self.corpus is not None else default_passband(sfreq)
+        return self.params.passband(own)
 
     def min_sfreq(self) -> float:
         """The lowest rate whose Nyquist frequency reaches the band's upper edge (100 Hz for 0.1-50 Hz)."""
@@ -106,7 +108,8 @@ def _registry_corpus(name: str):
 
 
 def _params(record: dict, meta: dict) -> PreprocessParams:
-    """The normalisation the head was trained with: from the checkpoint, else from its cache's info.json."""
+    """How the head's training data were filtered and normalised: from the checkpoint, else from its cache's
+    info.json (older records lack `band` and say `zscore`: PreprocessParams.from_record reads them)."""
     params = record.get("params")
     if params is None:
         cache_info = Path(str(meta.get("train", {}).get("data", ""))) / record["name"] / "info.json"
@@ -120,5 +123,8 @@ def _params(record: dict, meta: dict) -> PreprocessParams:
         console.print(f"[yellow]note:[/] the checkpoint does not record how {record['name']} was normalised; "
                       "assuming the default per-window z-score", highlight=False)
         params = {}
-    return PreprocessParams(normalize=params.get("normalize", "zscore"), eps=float(params.get("eps", 1e-6)),
-                            bad_channels="skip")
+    recorded = {k: params[k] for k in ("normalize", "band", "eps") if k in params}
+    try:
+        return PreprocessParams.from_record({**recorded, "bad_channels": "skip"})
+    except CorpusError as err:
+        raise UserError(f"{record['name']}: the checkpoint records unusable preprocessing ({err})") from None

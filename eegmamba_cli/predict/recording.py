@@ -1,6 +1,8 @@
-"""Opening a user's recording for prediction: EDF, BDF, GDF and FIF, through MNE, lazily.
+"""Opening a user's recording for prediction: EDF, BDF, GDF, FIF, BrainVision (.vhdr) and EEGLAB (.set),
+through MNE, lazily.
 
-Only the channels a head needs are read, and only through MNE's `include` (EDF/BDF/GDF) or picks (FIF):
+Only the channels a head needs are read, and only through MNE's `include` (EDF/BDF/GDF) or picks (the
+others, whose channels share one rate):
 without `include`, MNE brings every channel of an EDF to the file's highest rate, so an SHHS EEG would come
 back upsampled to its ECG's 250 Hz and filtered and resampled from there.
 
@@ -19,14 +21,15 @@ from ..console import UserError
 from ..data.base import RecordingError
 from .channels import Source
 
-SUFFIXES = {".edf": "edf", ".bdf": "bdf", ".gdf": "gdf", ".fif": "fif"}
+SUFFIXES = {".edf": "edf", ".bdf": "bdf", ".gdf": "gdf", ".fif": "fif", ".vhdr": "brainvision", ".set": "eeglab"}
+ONE_RATE = ("fif", "brainvision", "eeglab")  # one sampling rate for every channel: opened whole, picked lazily
 _VOLT = 107  # mne FIFF_UNIT_V: MNE returns volts for EEG channels; the pipeline works in µV
 
 
 @dataclass(frozen=True)
 class RecordingFile:
     path: Path
-    kind: str  # edf | bdf | gdf | fif
+    kind: str  # edf | bdf | gdf | fif | brainvision | eeglab
     labels: tuple[str, ...]  # as in the file header, in file order
     rates: tuple[float | None, ...]  # per channel where the header says (None: one common rate)
 
@@ -43,7 +46,7 @@ def open_recording(path: Path) -> RecordingFile:
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise UserError(f"{path.name}: unsupported file type {path.suffix or '(none)'}; "
-                        "predict reads .edf, .bdf, .gdf and .fif")
+                        "predict reads .edf, .bdf, .gdf, .fif, .vhdr and .set")
     if kind in ("edf", "bdf"):
         from ..data.edf import read_header
 
@@ -70,8 +73,10 @@ def _mne_open(path: Path, kind: str, include: list[str] | None):
 
     kwargs = dict(preload=False, verbose="error")
     try:
-        if kind == "fif":
-            return mne.io.read_raw_fif(path, **kwargs)
+        if kind in ONE_RATE:
+            reader = {"fif": mne.io.read_raw_fif, "brainvision": mne.io.read_raw_brainvision,
+                      "eeglab": mne.io.read_raw_eeglab}[kind]
+            return reader(path, **kwargs)
         reader = {"edf": mne.io.read_raw_edf, "bdf": mne.io.read_raw_bdf, "gdf": mne.io.read_raw_gdf}[kind]
         return reader(path, include=include, **kwargs)
     except Exception as err:  # MNE raises many types for a corrupt file
@@ -144,8 +149,8 @@ def load_channels(rec: RecordingFile, sources: Sequence[Source]) -> LazyChannels
         shown = ", ".join(f"{rec.labels[i]} ({rec.rates[i]:g})" for i in needed)
         unit = "samples per record" if rec.kind == "gdf" else "Hz"
         raise UserError(f"{rec.name}: the channels needed have different sampling rates ({shown} {unit})")
-    if rec.kind == "fif":
-        raw = _mne_open(rec.path, "fif", None)
+    if rec.kind in ONE_RATE:
+        raw = _mne_open(rec.path, rec.kind, None)
         return LazyChannels(raw, list(raw.ch_names), sources, rec.labels, rec.name)
     wanted = {rec.labels[i] for i in needed}
     included = [i for i, label in enumerate(rec.labels) if label in wanted]  # MNE keeps file order

@@ -134,7 +134,7 @@ class Deap(Corpus):
         for trial in range(data.shape[0]):
             label = int(ratings[trial, column] > threshold)
             pieces.append(Piece(np.asarray(data[trial, rows], dtype=np.float64), SFREQ,
-                                [(BASELINE_S, label)], offset_s=trial * trial_s))
+                                [(BASELINE_S, label)], offset_s=trial * trial_s, events=[0]))
         return Recording(ref, pieces)
 
     def subject_number(self, subject: str) -> int:

@@ -160,7 +160,8 @@ class Seed(Corpus):
             windows = [(start, int(labels[number - 1])) for start in window_starts(array.shape[1], stride_s)]
             if windows:
                 data = array if identity else array[rows]
-                pieces.append(Piece(np.asarray(data, dtype=np.float64), SFREQ, windows, offset_s=offset))
+                pieces.append(Piece(np.asarray(data, dtype=np.float64), SFREQ, windows, offset_s=offset,
+                                    events=[0] * len(windows)))  # one trial: its windows share an event
             offset += array.shape[1] / SFREQ
         return Recording(ref, pieces)
 
