@@ -11,6 +11,7 @@ tests/test_corpus_<name>.py and tests/test_data_<name>.py.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import shutil
 import typing
 from pathlib import Path
@@ -213,6 +214,10 @@ def test_find_read_and_window_native_files(corpus, tmp_path, native):
     ref = refs[0]
     assert bound.find_recordings(raw, {ref.subject}) and \
         {r.subject for r in bound.find_recordings(raw, {ref.subject})} == {ref.subject}
+    # preprocess workers receive the bound corpus by pickle: it must survive the round trip unchanged
+    again = pickle.loads(pickle.dumps(bound))
+    assert again.info == bound.info and dict(again.info.folds) == dict(bound.info.folds)
+    assert again.options == bound.options
     recording = bound.read(ref)
     info = bound.info
     for piece in recording.pieces:

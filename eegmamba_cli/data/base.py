@@ -23,7 +23,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 
 import numpy as np
 
@@ -119,8 +118,28 @@ class PhysioNet:
         return f"https://physionet.org/files/{self.project}/{self.version}/"
 
 
+class FrozenMap(Mapping):
+    """A read-only mapping that pickles (MappingProxyType does not, and preprocess workers receive the
+    bound corpus, declaration included, by pickle)."""
+
+    def __init__(self, mapping: Mapping | None = None):
+        self._data = dict(mapping or {})
+
+    def __getitem__(self, key):
+        return self._data[key]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+
 def _frozen(mapping: Mapping | None = None) -> Mapping:
-    return MappingProxyType(dict(mapping or {}))
+    return FrozenMap(mapping)
 
 
 @dataclass(frozen=True)
