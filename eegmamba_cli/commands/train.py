@@ -39,10 +39,10 @@ def main(
     preset: Annotated[Preset, typer.Option(help="multitask: 8 BiMamba + 8 MoE blocks; single-task: 2 BiMamba "
                                                 "blocks, one dataset.")] = Preset.multitask,
     ablation: Annotated[Optional[list[Ablation]], typer.Option(help="Paper ablation variant (repeatable).")] = None,
-    recipe: Annotated[Recipe, typer.Option(help="small: tuned for a few hundred to a few thousand windows; "
-                                                "paper: the paper's; auto: small below 2,000 training windows "
-                                                "per fold, else paper. The options below left unset take the "
-                                                "recipe's values.")] = Recipe.auto,
+    recipe: Annotated[Recipe, typer.Option(help="small: for a few hundred to a few thousand training windows; "
+                                                "paper: the paper's; auto: small below a number of training "
+                                                "windows per fold (printed at start), else paper. Options "
+                                                "below left unset take the recipe's values.")] = Recipe.auto,
     d_model: Annotated[Optional[int], typer.Option(help="Hidden width D [default: recipe's, else preset's].")] = None,
     layers: Annotated[Optional[int], typer.Option(help="Number of blocks [default: recipe's, else preset's].")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Most epochs per fold [default: recipe's].")] = None,

@@ -82,7 +82,7 @@ def recipe_named(name: str) -> Recipe:
 def choose_recipe(choice: str, n_train_windows: int | None) -> tuple[Recipe, str]:
     """(recipe, why) for `choice` auto | small | paper; auto needs the number of training windows."""
     if choice != "auto":
-        return recipe_named(choice), f"asked for with recipe={choice}"
+        return recipe_named(choice), "as asked"
     if n_train_windows is None:
         raise ValueError("recipe auto needs the number of training windows")
     if n_train_windows < SMALL_DATA_THRESHOLD:
