@@ -334,7 +334,7 @@ class FoldTrainer:
         in_sync = ranks_in_sync(unwrap(model), info)
         if not in_sync:
             raise RuntimeError(f"fold {self.fold} epoch {epoch}: DDP ranks hold different weights")
-        self.val_losses.append(selection_loss([ce / n for ce, _, n in val.values() if n]))
+        self.val_losses.append(selection_loss([ce_sum / n for ce_sum, _, n in val.values() if n]))
         verdict = self._stop_verdict()
         if info.is_main:
             self._finish_epoch(epoch, stats.cpu().numpy(), val, elapsed, in_sync, plan, lr, verdict)
@@ -347,7 +347,6 @@ class FoldTrainer:
         row: dict = dict(fold=self.fold, epoch=epoch, time_s=round(elapsed, 3), windows=int(n),
                          windows_per_s=round(n / max(elapsed, 1e-9), 2), lr=lr,
                          train_loss=float(stats[:, 0].sum() / max(n, 1)))
-        val_means = []
         for d, name in enumerate(self.ctx.names):
             n_d = stats[d, 2]
             row[f"train_loss.{name}"] = float(stats[d, 0] / n_d) if n_d else None
@@ -355,9 +354,7 @@ class FoldTrainer:
             ce_sum, correct, nv = val[name]
             row[f"val_loss.{name}"] = ce_sum / nv if nv else None
             row[f"val_acc.{name}"] = correct / nv if nv else None
-            if nv:
-                val_means.append(ce_sum / nv)
-        row["val_loss"] = selection_loss(val_means)
+        row["val_loss"] = self.val_losses[-1]  # this epoch's (_epoch appended it)
         return row
 
     def _finish_epoch(self, epoch: int, stats: np.ndarray, val: dict, elapsed: float, in_sync: bool,
