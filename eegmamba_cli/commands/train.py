@@ -43,25 +43,25 @@ def main(
                                                 "paper: the paper's; auto: small below a number of training "
                                                 "windows per fold (printed at start), else paper. Options "
                                                 "below left unset take the recipe's values.")] = Recipe.auto,
-    d_model: Annotated[Optional[int], typer.Option(help="Hidden width D [default: recipe's, else preset's].")] = None,
-    layers: Annotated[Optional[int], typer.Option(help="Number of blocks [default: recipe's, else preset's].")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Most epochs per fold [default: recipe's].")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Global batch size, split across DDP ranks "
-                                                           "[default: recipe's].")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="AdamW peak learning rate [default: recipe's].")] = None,
+    d_model: Annotated[Optional[int], typer.Option(help="Hidden width D; default: the recipe's, else the preset's.")] = None,
+    layers: Annotated[Optional[int], typer.Option(help="Number of blocks; default: the recipe's, else the preset's.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Most epochs per fold; default: the recipe's.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Global batch size, split across DDP ranks; "
+                                                           "default: the recipe's.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="AdamW peak learning rate; default: the recipe's.")] = None,
     schedule: Annotated[Optional[Schedule], typer.Option(help="LR after the warm-up: constant, or cosine "
-                                                              "decay to 0 [default: recipe's].")] = None,
-    warmup: Annotated[Optional[float], typer.Option(help="Fraction of all steps with a linear LR warm-up "
-                                                         "[default: recipe's].")] = None,
+                                                              "decay to 0; default: the recipe's.")] = None,
+    warmup: Annotated[Optional[float], typer.Option(help="Fraction of all steps with a linear LR warm-up; "
+                                                         "default: the recipe's.")] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help="AdamW weight decay (not on A_log / D, biases, "
-                                                               "norms) [default: recipe's].")] = None,
+                                                               "norms); default: the recipe's.")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop a fold after this many epochs without a lower "
-                                                         "validation loss; 0: never [default: recipe's].")] = None,
+                                                         "validation loss; 0: never; default: the recipe's.")] = None,
     augment: Annotated[bool, typer.Option("--augment/--no-augment",
                                           help="Augment training batches as the recipe says.")] = True,
-    balance_weight: Annotated[Optional[float], typer.Option(help="Weight of the MoE balance loss "
-                                                                 "[default: recipe's].")] = None,
-    z_weight: Annotated[Optional[float], typer.Option(help="Weight of the router z-loss [default: recipe's].")] = None,
+    balance_weight: Annotated[Optional[float], typer.Option(help="Weight of the MoE balance loss; "
+                                                                 "default: the recipe's.")] = None,
+    z_weight: Annotated[Optional[float], typer.Option(help="Weight of the router z-loss; default: the recipe's.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, splits, batch order, dropout.")] = 0,
     device: Annotated[Device, typer.Option(help="auto: CUDA when available.")] = Device.auto,
     resume: Annotated[bool, typer.Option("--resume/--no-resume",
