@@ -40,6 +40,11 @@ CASES = {  # name: (arguments with {b} for the base folder, text expected in the
                              "--z-weight must be a finite number >= 0 (got nan)"),
     "train --grad-clip 0": ("train --data {b}/cache --out {b}/t8 --d-model 16 --layers 1 --grad-clip 0",
                             "--grad-clip must be a finite number > 0 (got 0.0)"),
+    "train --patience -1": ("train --data {b}/cache --out {b}/t9 --patience -1",
+                            "--patience must be 0 (no early stopping) or more (got -1)"),
+    "train --warmup 1": ("train --data {b}/cache --out {b}/t10 --warmup 1", "--warmup must be a fraction in [0, 1) (got 1.0)"),
+    "train --patience without validation": ("train --data {b}/cache --out {b}/t11 --patience 3 --val-fraction 0 "
+                                            "--select final", "--patience (early stopping) needs a validation set"),
     "train --out is a file": ("train --data {b}/cache --out {b}/afile --d-model 16 --layers 1",
                               "afile: cannot create the lock file"),
     "evaluate --batch-size 0": ("evaluate {b}/run --device cpu --batch-size 0", "--batch-size must be at least 1 (got 0)"),

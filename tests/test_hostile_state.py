@@ -86,7 +86,7 @@ def test_damaged_state_is_one_line(pristine, tmp_path, case):
     if command == "train":
         args = ["train", "--data", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--tasks", "toya",
                 "--fold", "1", "--epochs", "2", "--d-model", "16", "--layers", "1", "--device", "cpu",
-                "--batch-size", "8", "--test-subjects", "s00"]
+                "--batch-size", "8", "--test-subjects", "s00", "--recipe", "paper"]
     else:
         args = ["evaluate", str(tmp_path / "run"), "--device", "cpu", "--data", str(tmp_path / "cache")]
     result = runner.invoke(app, args)

@@ -183,7 +183,7 @@ def test_train_on_a_full_disk_keeps_the_last_checkpoint(train_data, tmp_path, me
     last = out / "fold-1" / "last"
     before = {name: sha256(last / name) for name in ("model.safetensors", "optimizer.safetensors")}
     args = ["train", "--data", str(data), "--out", str(out), "--tasks", "toya", "--fold", "1", "--epochs", "2",
-            "--d-model", "16", "--layers", "1", "--device", "cpu", "--batch-size", "8", "--seed", "3"]
+            "--d-model", "16", "--layers", "1", "--device", "cpu", "--batch-size", "8", "--seed", "3", "--recipe", "paper"]
     code, output, after = run_limited(mechanism, args, out, tmp_path / "scratch", monkeypatch, "model.safetensors")
     after_last = after / "fold-1" / "last"
     model, meta = load_checkpoint(after_last)  # the last good checkpoint still loads

@@ -138,7 +138,7 @@ TRAIN_EPOCHS = 4
 def train_args(data: Path, out: Path) -> list[str]:
     return cli("train", "--data", data, "--out", out, "--tasks", "toya", "--fold", "1", "--epochs", TRAIN_EPOCHS,
                "--d-model", "16", "--layers", "1", "--device", "cpu", "--batch-size", "8", "--lr", "3e-3",
-               "--seed", "11")
+               "--seed", "11", "--recipe", "paper")
 
 
 @pytest.fixture(scope="module")

@@ -101,7 +101,7 @@ def test_second_train_refuses_while_the_first_holds_the_run_folder(tmp_path, cap
     data = tmp_path / "cache"
     make_cache(data, "toya", n_subjects=6, windows_per_subject=24)
     args = ["--data", data, "--tasks", "toya", "--fold", "1", "--epochs", "2", "--d-model", "16", "--layers", "1",
-            "--device", "cpu", "--batch-size", "8", "--seed", "5"]
+            "--device", "cpu", "--batch-size", "8", "--seed", "5", "--recipe", "paper"]
     reference = tmp_path / "reference"
     train(TrainConfig(out=reference, data=data, tasks="toya", fold="1", epochs=2, d_model=16, layers=1,
                       device="cpu", batch_size=8, seed=5))

@@ -92,7 +92,8 @@ def test_torchrun_two_ranks_train_in_sync(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "eegmamba_cli", "train", "--data", str(data), "--out", str(run), "--fold", "1",
-           "--epochs", "2", "--batch-size", "5", "--d-model", "16", "--layers", "1", "--device", "cpu"]
+           "--epochs", "2", "--batch-size", "5", "--d-model", "16", "--layers", "1", "--device", "cpu",
+           "--recipe", "paper"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in (run / "fold-1" / "metrics.jsonl").read_text().splitlines()]

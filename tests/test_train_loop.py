@@ -20,7 +20,7 @@ from eegmamba_cli.training.trainer import FoldTrainer, RunContext, TrainConfig, 
 from helpers_cache import make_toy_pair
 
 runner = CliRunner()
-TINY = ["--d-model", "16", "--layers", "1", "--device", "cpu", "--batch-size", "8"]
+TINY = ["--d-model", "16", "--layers", "1", "--device", "cpu", "--batch-size", "8", "--recipe", "paper"]
 
 
 @pytest.fixture(scope="module")

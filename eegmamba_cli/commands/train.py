@@ -21,6 +21,17 @@ class Protocol(str, Enum):
     held_out = "held-out"
 
 
+class Recipe(str, Enum):  # training.recipe.RECIPE_CHOICES (importing it would load torch at start-up)
+    auto = "auto"
+    small = "small"
+    paper = "paper"
+
+
+class Schedule(str, Enum):  # training.recipe.SCHEDULES
+    constant = "constant"
+    cosine = "cosine"
+
+
 class Preset(str, Enum):
     multitask = "multitask"
     single_task = "single-task"
@@ -48,14 +59,29 @@ def main(
     preset: Annotated[Preset, typer.Option(help="multitask: 8 BiMamba + 8 MoE blocks; single-task: 2 BiMamba "
                                                 "blocks, one dataset.")] = Preset.multitask,
     ablation: Annotated[Optional[list[Ablation]], typer.Option(help="Paper ablation variant (repeatable).")] = None,
-    d_model: Annotated[Optional[int], typer.Option(help="Override the preset's hidden width D.")] = None,
-    layers: Annotated[Optional[int], typer.Option(help="Override the preset's number of blocks.")] = None,
-    epochs: Annotated[int, typer.Option(help="Epochs per fold.")] = 100,
-    batch_size: Annotated[int, typer.Option(help="Global batch size (split across DDP ranks).")] = 128,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate (constant).")] = 2e-4,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (not on A_log / D).")] = 1e-6,
-    balance_weight: Annotated[float, typer.Option(help="Weight of the MoE balance loss.")] = 1.0,
-    z_weight: Annotated[float, typer.Option(help="Weight of the router z-loss.")] = 1.0,
+    recipe: Annotated[Recipe, typer.Option(help="small: for a few hundred to a few thousand training windows; "
+                                                "paper: the paper's; auto: small below a number of training "
+                                                "windows per fold (printed at start), else paper. Options "
+                                                "below left unset take the recipe's values.")] = Recipe.auto,
+    d_model: Annotated[Optional[int], typer.Option(help="Hidden width D; default: the recipe's, else the preset's.")] = None,
+    layers: Annotated[Optional[int], typer.Option(help="Number of blocks; default: the recipe's, else the preset's.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Most epochs per fold; default: the recipe's.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Global batch size, split across DDP ranks; "
+                                                           "default: the recipe's.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="AdamW peak learning rate; default: the recipe's.")] = None,
+    schedule: Annotated[Optional[Schedule], typer.Option(help="LR after the warm-up: constant, or cosine "
+                                                              "decay to 0; default: the recipe's.")] = None,
+    warmup: Annotated[Optional[float], typer.Option(help="Fraction of all steps with a linear LR warm-up; "
+                                                         "default: the recipe's.")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="AdamW weight decay (not on A_log / D, biases, "
+                                                               "norms); default: the recipe's.")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Stop a fold after this many epochs without a lower "
+                                                         "validation loss; 0: never; default: the recipe's.")] = None,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment",
+                                          help="Augment training batches as the recipe says.")] = True,
+    balance_weight: Annotated[Optional[float], typer.Option(help="Weight of the MoE balance loss; "
+                                                                 "default: the recipe's.")] = None,
+    z_weight: Annotated[Optional[float], typer.Option(help="Weight of the router z-loss; default: the recipe's.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, splits, batch order, dropout.")] = 0,
     device: Annotated[Device, typer.Option(help="auto: CUDA when available.")] = Device.auto,
     resume: Annotated[bool, typer.Option("--resume/--no-resume",
@@ -74,11 +100,13 @@ def main(
     from ..training.trainer import TrainConfig, train
 
     cfg = TrainConfig(out=out, tasks=tasks, data=data if data is not None else default_cache_root(), fold=fold,
-                      preset=preset.value, ablations=tuple(a.value for a in ablation or ()), d_model=d_model,
-                      layers=layers, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                      balance_weight=balance_weight, z_weight=z_weight, seed=seed, device=device.value,
-                      resume=resume, select=select.value, max_windows_per_dataset=max_windows_per_dataset,
-                      val_fraction=val_fraction, grad_clip=grad_clip,
+                      preset=preset.value, ablations=tuple(a.value for a in ablation or ()), recipe=recipe.value,
+                      d_model=d_model, layers=layers, epochs=epochs, batch_size=batch_size, lr=lr,
+                      schedule=schedule.value if schedule else None, warmup=warmup, weight_decay=weight_decay,
+                      patience=patience, augment=augment, balance_weight=balance_weight, z_weight=z_weight,
+                      seed=seed, device=device.value, resume=resume, select=select.value,
+                      max_windows_per_dataset=max_windows_per_dataset, val_fraction=val_fraction,
+                      grad_clip=grad_clip,
                       protocol=protocol.value if protocol else ("held-out" if test_subjects or test_sessions
                                                                 else "subject-kfold"),
                       n_folds=folds, test_subjects=_names(test_subjects), test_sessions=_names(test_sessions))

@@ -7,15 +7,22 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 from models import EEGMambaConfig, ablate, preset
 
 from ..errors import ConfigError, literal
+from .augment import Augmentations
 from .data import default_cache_root
 from .protocols import MAX_VAL_FRACTION, Protocol, ProtocolError, parse_protocol
+from .recipe import PAPER, RECIPE_CHOICES, RECIPES, SCHEDULES, Recipe, choose_recipe, recipe_named
 from .run_folder import SELECTIONS
 
 SINGLE_TASK_PRESETS = ("single-task", "singletask")
+
+# Settings that came with recipes, at the paper recipe's values: the values runs before them trained with.
+RESUME_KEY_DEFAULTS = dict(recipe=PAPER.name, schedule=PAPER.schedule, warmup=PAPER.warmup, patience=0,
+                           min_delta=PAPER.min_delta, augmentations=None, grad_clip=None)
 
 
 @dataclass
@@ -28,14 +35,21 @@ class TrainConfig:
     fold: str = "all"  # "all", "3" or "1,2"
     preset: str = "multitask"
     ablations: tuple[str, ...] = ()
-    d_model: int | None = None  # override the preset's width (quick experiments, tests)
-    layers: int | None = None  # override the preset's block count
-    epochs: int = 100
-    batch_size: int = 128
-    lr: float = 2e-4
-    weight_decay: float = 1e-6
-    balance_weight: float = 1.0
-    z_weight: float = 1.0
+    # None below: the recipe's value (recipe.py); a value given here overrides the recipe.
+    recipe: str = "paper"  # auto | small | paper; auto: small below recipe.SMALL_DATA_THRESHOLD training windows
+    d_model: int | None = None  # the model's width (the recipe's, else the preset's)
+    layers: int | None = None  # the model's block count (the recipe's, else the preset's)
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None  # the peak learning rate
+    schedule: str | None = None  # constant | cosine, after the warm-up
+    warmup: float | None = None  # fraction of all steps spent ramping the LR up
+    weight_decay: float | None = None
+    patience: int | None = None  # early stopping on the validation loss; 0: never stop
+    min_delta: float | None = None  # the least decrease of the validation loss that counts as improving
+    augment: bool = True  # False: no augmentation whatever the recipe says
+    balance_weight: float | None = None
+    z_weight: float | None = None
     seed: int = 0
     device: str = "auto"
     resume: bool = True
@@ -55,30 +69,54 @@ class TrainConfig:
         return d
 
     def resume_key(self) -> dict:
-        """The settings a resumed run must share with the run it continues (epochs may grow)."""
+        """The settings a resumed run must share with the run it continues: those of a resolved config
+        (`resolve_recipe`). Epochs may grow unless the LR schedule is planned over them (cosine, warm-up)."""
         d = self.to_json()
-        for k in ("out", "data", "fold", "epochs", "device", "resume", "select", "tasks"):
+        for k in ("out", "data", "fold", "device", "resume", "select", "tasks"):
             d.pop(k)
-        if d["grad_clip"] is None:  # runs from before the option existed resume as they are
-            d.pop("grad_clip")
+        if d["schedule"] == "constant" and not d["warmup"]:
+            d.pop("epochs")
+        d.pop("augment")
+        augmentations = self.augmentations() if self.recipe in RECIPES else None
+        d["augmentations"] = asdict(augmentations) if augmentations and augmentations.enabled else None
+        # Runs from before an option existed recorded no value for it; the paper recipe's values are what
+        # they used, so those are left out and such runs resume as they are.
+        for k, v in RESUME_KEY_DEFAULTS.items():
+            if d.get(k, v) == v:
+                d.pop(k, None)
         return d
 
+    def augmentations(self) -> Augmentations:
+        """The augmentations a resolved config trains with."""
+        return recipe_named(self.recipe).augment if self.augment else Augmentations()
+
     def validate(self) -> None:
-        """Refuse settings the trainer cannot use, before anything is read or written."""
+        """Refuse settings the trainer cannot use, before anything is read or written. Settings left to the
+        recipe (None) are checked once resolved."""
+        if self.recipe not in RECIPE_CHOICES:
+            raise ConfigError(f"{{recipe}} must be one of {', '.join(RECIPE_CHOICES)}", got=repr(self.recipe))
         if self.select not in SELECTIONS:
             raise ConfigError(f"{{select}} must be one of {', '.join(SELECTIONS)}", got=repr(self.select))
         if self.select == "best-val" and self.val_fraction <= 0:
             raise ConfigError("{select} best-val needs a validation set; set {val_fraction} > 0 or {select} final")
-        for name in ("epochs", "batch_size"):
-            _at_least_one(name, getattr(self, name))
-        for name in ("d_model", "layers"):
+        for name in ("epochs", "batch_size", "d_model", "layers"):
             if getattr(self, name) is not None:
                 _at_least_one(name, getattr(self, name))
-        if not 0 < self.lr < math.inf:
+        if self.lr is not None and not 0 < self.lr < math.inf:
             raise ConfigError("{lr} must be a finite number > 0", got=self.lr)
-        for name in ("weight_decay", "balance_weight", "z_weight"):
-            if not 0 <= getattr(self, name) < math.inf:
-                raise ConfigError(f"{{{name}}} must be a finite number >= 0", got=getattr(self, name))
+        for name in ("weight_decay", "balance_weight", "z_weight", "min_delta"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < math.inf:
+                raise ConfigError(f"{{{name}}} must be a finite number >= 0", got=value)
+        if self.schedule is not None and self.schedule not in SCHEDULES:
+            raise ConfigError(f"{{schedule}} must be one of {', '.join(SCHEDULES)}", got=repr(self.schedule))
+        if self.warmup is not None and not 0 <= self.warmup < 1:
+            raise ConfigError("{warmup} must be a fraction in [0, 1)", got=self.warmup)
+        if self.patience is not None and self.patience < 0:
+            raise ConfigError("{patience} must be 0 (no early stopping) or more", got=self.patience)
+        if self.patience and self.val_fraction <= 0:
+            raise ConfigError("{patience} (early stopping) needs a validation set; set {val_fraction} > 0 "
+                              "or {patience} 0")
         if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
             raise ConfigError("{grad_clip} must be a finite number > 0", got=self.grad_clip)
         if not 0 <= self.val_fraction <= MAX_VAL_FRACTION:
@@ -113,6 +151,32 @@ def protocol_settings(settings: dict) -> dict:
     return {k: settings.get(k, defaults[k]) for k in PROTOCOL_SETTINGS}
 
 
+def resolve_recipe(cfg: TrainConfig, count_train_windows: Callable[[], int]) -> tuple[TrainConfig, Recipe, str]:
+    """(cfg with every setting left to the recipe filled in and `recipe` the one chosen, the recipe, why).
+
+    `count_train_windows` is called only when the choice or the batch rule needs it (auto, or a batch size
+    that depends on the data)."""
+    needs_count = cfg.recipe == "auto" or (cfg.batch_size is None and recipe_named(cfg.recipe).batch.divisor)
+    n_train = count_train_windows() if needs_count else None
+    recipe, why = choose_recipe(cfg.recipe, n_train)
+    from_recipe = dict(d_model=recipe.d_model, layers=recipe.layers, epochs=recipe.epochs,
+                       batch_size=recipe.batch.size_for(n_train or 0), lr=recipe.lr, schedule=recipe.schedule,
+                       warmup=recipe.warmup, weight_decay=recipe.weight_decay, patience=recipe.patience or 0,
+                       min_delta=recipe.min_delta, balance_weight=recipe.balance_weight, z_weight=recipe.z_weight)
+    given = [k for k in from_recipe if getattr(cfg, k) is not None]
+    if not cfg.augment and recipe.augment.enabled:
+        given.append("augment")
+    if cfg.patience is None and recipe.patience and cfg.val_fraction <= 0:
+        from_recipe["patience"] = 0  # no validation set: nothing to stop on
+        why += "; no early stopping without a validation set"
+    resolved = replace(cfg, recipe=recipe.name,
+                       **{k: v for k, v in from_recipe.items() if getattr(cfg, k) is None})
+    if given:
+        why += "; given instead of the recipe's: " + ", ".join(given)
+    resolved.validate()
+    return resolved, recipe, why
+
+
 def _at_least_one(name: str, value: int) -> None:
     if value < 1:
         raise ConfigError(f"{{{name}}} must be at least 1", got=value)
@@ -132,7 +196,10 @@ def model_config(cfg: TrainConfig) -> EEGMambaConfig:
         if not mc.use_moe and ablated.moe != mc.moe:  # it would change experts the model does not have
             raise ConfigError(f"{{ablations}} {name} changes the MoE, which the {cfg.preset} preset has not")
         mc = ablated
-    mc = replace(mc, balance_loss_weight=cfg.balance_weight, z_loss_weight=cfg.z_weight)
+    if cfg.balance_weight is not None:  # None (a config not resolved yet): the preset's
+        mc = replace(mc, balance_loss_weight=cfg.balance_weight)
+    if cfg.z_weight is not None:
+        mc = replace(mc, z_loss_weight=cfg.z_weight)
     if cfg.d_model is not None:
         mc = replace(mc, d_model=cfg.d_model)
     if cfg.layers is not None:

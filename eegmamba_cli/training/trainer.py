@@ -11,8 +11,14 @@ run's seed, the fold and the epoch, never of what ran before in the process:
   to each dataset's manifest; max_windows_per_dataset subsampling: numpy generators from (seed, fold, dataset);
 * batch order: `DynamicSampler(fold_seed).epoch(e)`, a numpy generator from (fold_seed, e);
 * dropout and the MoE gate noise: torch's global generator re-seeded from (fold_seed, e, rank) at the
-  start of every epoch.
+  start of every epoch;
+* augmentation of the training batches: a torch generator of its own from (fold_seed, e, rank, 1).
+The learning rate is a pure function of the global step (recipe.lr_factor) and early stopping a pure
+function of the validation losses so far (recipe.early_stop, read back from metrics.jsonl on resume).
 A run resumed from the checkpoint of epoch e therefore replays epoch e+1 exactly as an uninterrupted run.
+
+Recipes (recipe.py): `train` first resolves the config, filling every setting the user left open from
+the recipe chosen (auto: by the number of training windows), prints the choice and records it in run.json.
 
 DDP: every rank takes a slice of each global batch and scales its loss so that DDP's gradient average is
 the gradient of the global batch's mean loss, as in one process (sampler.rank_share).
@@ -42,7 +48,7 @@ from ..errors import ConfigError, literal
 from ..fileio import remove_stale_temporaries
 from . import checkpoint as ckpt
 from .batches import BatchReader
-from .config import TrainConfig, check_dataset_count, model_config, parse_folds, protocol_settings
+from .config import TrainConfig, check_dataset_count, model_config, parse_folds, protocol_settings, resolve_recipe
 from .data import dataset_record, dataset_spec, resolve_datasets
 from .distributed import (DistInfo, all_reduce_sum, barrier, entered_on_main, init_from_env, ranks_in_sync,
                           resolve_device, shutdown)
@@ -50,6 +56,7 @@ from .environment import environment
 from .events import EpochMetrics, FoldPlan, OnEpoch, epoch_line
 from .inference import autocast_for, prefetch
 from .progress import Advance, fold_progress
+from .recipe import StopVerdict, early_stop, lr_factor
 from .run_folder import FoldFolder, RunFolder
 from .sampler import DynamicSampler, rank_share
 from .splits import DatasetFolds, Split, dataset_folds, fold_numbers, split_for
@@ -67,6 +74,11 @@ def unwrap(model: torch.nn.Module) -> EEGMamba:
 
 def make_optimizer(model: EEGMamba, lr: float, weight_decay: float) -> torch.optim.AdamW:
     return torch.optim.AdamW(model.param_groups(weight_decay), lr=lr, betas=ADAMW_BETAS, eps=ADAMW_EPS)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
@@ -101,6 +113,7 @@ class RunContext:
     folds: dict[str, DatasetFolds]  # each dataset's folds under the run's protocol
     on_epoch: OnEpoch | None = None  # None: print each epoch's line
     quiet: bool = False  # no fold descriptions, resume notes or progress bar
+    recipe_choice: dict | None = None  # asked, chosen, why, the recipe's values (run.json)
 
     @property
     def names(self) -> list[str]:
@@ -115,7 +128,7 @@ class RunContext:
             console.print(text, highlight=False)
 
     def record(self) -> dict:
-        return dict(config=self.cfg.to_json(), model_config=self.mconfig.to_dict(),
+        return dict(config=self.cfg.to_json(), recipe=self.recipe_choice, model_config=self.mconfig.to_dict(),
                     datasets=[dataset_record(c) for c in self.caches.values()],
                     device=str(self.device), world_size=self.dist.world_size, environment=environment())
 
@@ -132,14 +145,18 @@ def train(cfg: TrainConfig, on_epoch: OnEpoch | None = None, quiet: bool = False
     per_dataset = {name: dataset_folds(cache, protocol, max_windows=cfg.max_windows_per_dataset)
                    for name, cache in caches.items()}
     folds = parse_folds(cfg.fold, fold_numbers(per_dataset))
+    asked = cfg.recipe
+    cfg, recipe, why = resolve_recipe(cfg, lambda: training_windows(per_dataset))
+    choice = dict(asked=asked, chosen=recipe.name, why=why, values=recipe.to_json())
     mconfig = model_config(cfg)
     device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":
         torch.cuda.set_device(device)
     info = init_from_env(device)
     try:
-        ctx = RunContext(cfg, caches, mconfig, device, info, per_dataset, on_epoch, quiet)
+        ctx = RunContext(cfg, caches, mconfig, device, info, per_dataset, on_epoch, quiet, choice)
         with entered_on_main(ctx.run.lock("eegmamba train"), info, device):
+            ctx.say(f"recipe: {recipe.name} ({why})")
             if info.is_main:  # a killed run's atomic-writer temporaries (fold folders: FoldTrainer.run)
                 remove_stale_temporaries(cfg.out)
             check_same_protocol(ctx)
@@ -152,6 +169,14 @@ def train(cfg: TrainConfig, on_epoch: OnEpoch | None = None, quiet: bool = False
     finally:
         shutdown(info)
     return folds
+
+
+def training_windows(per_dataset: dict[str, DatasetFolds]) -> int:
+    """The mean number of training windows per fold, over every fold of the protocol (not only the folds
+    asked for, so that a fold trains the same whether it runs alone or with the others)."""
+    counts = [sum(len(d.splits[fold].train) for d in per_dataset.values() if fold in d.splits)
+              for fold in fold_numbers(per_dataset)]
+    return int(np.mean(counts)) if counts else 0
 
 
 def _write_run_record(ctx: RunContext, folds: list[int]) -> None:
@@ -220,6 +245,10 @@ class FoldTrainer:
         self.optimizer = make_optimizer(self.model, ctx.cfg.lr, ctx.cfg.weight_decay)
         self.best_val, self.best_epoch, self.start_epoch = math.inf, 0, 1
         self.rows: list[dict] = []
+        self.val_losses: list[float | None] = []  # per epoch, on every rank: what early stopping reads
+        self.augment = ctx.cfg.augmentations()
+        self.sfreq = [float(c.info.get("sfreq", 0.0)) for c in ctx.caches.values()]
+        self.total_steps = self.sampler.steps_per_epoch() * ctx.cfg.epochs
 
     @property
     def plan(self) -> FoldPlan:
@@ -243,6 +272,11 @@ class FoldTrainer:
             self.ctx.say(f"fold {self.fold}: already trained for {self.start_epoch - 1} epochs "
                          f"(asked for {self.cfg.epochs}); nothing to do")
             return
+        stopped = self._stop_verdict()
+        if stopped.stop:
+            self.ctx.say(f"fold {self.fold}: stopped early after epoch {self.start_epoch - 1} "
+                         f"({stopped.reason}); nothing to do")
+            return
         plan = self.plan
         if main:
             self._write_fold_record()
@@ -258,7 +292,8 @@ class FoldTrainer:
         total = self.sampler.steps_per_epoch() * (self.cfg.epochs - self.start_epoch + 1)
         with fold_progress(self.fold, self.ctx.names, total, self.cfg.epochs, live) as advance:
             for epoch in range(self.start_epoch, self.cfg.epochs + 1):
-                self._epoch(model, epoch, advance, plan)
+                if self._epoch(model, epoch, advance, plan).stop:
+                    break
 
     def _resume(self) -> None:
         directory, meta = ckpt.read_meta(self.folder.last)
@@ -268,6 +303,7 @@ class FoldTrainer:
         best = meta.get("best_val_loss")
         self.best_val, self.best_epoch = (math.inf if best is None else float(best)), int(meta.get("best_epoch", 0))
         self.rows = self.folder.read_metrics(before_epoch=self.start_epoch)
+        self.val_losses = [r.get("val_loss") for r in self.rows]
         self.ctx.say(f"fold {self.fold}: resuming after epoch {meta['epoch']} from {directory}")
 
     def _write_fold_record(self) -> None:
@@ -291,16 +327,30 @@ class FoldTrainer:
         x, lengths = self.readers[name](rows)
         return d, n_mine, scale, x, lengths, self.labels[name][rows]
 
-    def _epoch(self, model: torch.nn.Module, epoch: int, advance: Advance, plan: FoldPlan) -> None:
+    def _stop_verdict(self) -> StopVerdict:
+        return early_stop(self.val_losses, self.cfg.patience or None, self.cfg.min_delta or 0.0)
+
+    def _lr_at(self, step: int) -> float:
+        return self.cfg.lr * lr_factor(step, self.total_steps, self.cfg.warmup or 0.0, self.cfg.schedule or "constant")
+
+    def _epoch(self, model: torch.nn.Module, epoch: int, advance: Advance, plan: FoldPlan) -> StopVerdict:
         ctx, info, device = self.ctx, self.ctx.dist, self.ctx.device
         torch.manual_seed(derive_seed(self.fold_seed, epoch, info.rank))  # dropout, gate noise
+        augment_rng = torch.Generator().manual_seed(derive_seed(self.fold_seed, epoch, info.rank, 1))
         model.train()
         stats = torch.zeros(len(ctx.names), 3, dtype=torch.float64, device=device)  # Σ loss·n, Σ CE·n, n
         start = time.perf_counter()
+        step = (epoch - 1) * self.sampler.steps_per_epoch()
         for d, n_mine, scale, x, lengths, y in prefetch(self._load, self._my_batches(epoch)):
-            xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+            xt, yt = torch.from_numpy(x), torch.from_numpy(y).to(device)
+            if self.augment.enabled:  # on the CPU, with the epoch's own generator
+                xt = self.augment(xt, self.sfreq[d], augment_rng)
+            xt = xt.to(device)
             lt = None if lengths is None else torch.from_numpy(lengths).to(device)
+            lr = self._lr_at(step)
+            set_lr(self.optimizer, lr)
             total, ce = train_step(model, self.optimizer, xt, yt, d, scale=scale, clip=self.cfg.grad_clip, lengths=lt)
+            step += 1
             stats[d, 0] += total.double() * n_mine
             stats[d, 1] += ce.double() * n_mine
             stats[d, 2] += n_mine
@@ -311,17 +361,19 @@ class FoldTrainer:
         in_sync = ranks_in_sync(unwrap(model), info)
         if not in_sync:
             raise RuntimeError(f"fold {self.fold} epoch {epoch}: DDP ranks hold different weights")
+        self.val_losses.append(selection_loss([ce_sum / n for ce_sum, _, n in val.values() if n]))
+        verdict = self._stop_verdict()
         if info.is_main:
-            self._finish_epoch(epoch, stats.cpu().numpy(), val, elapsed, in_sync, plan)
+            self._finish_epoch(epoch, stats.cpu().numpy(), val, elapsed, in_sync, plan, lr, verdict)
         barrier(info)
+        return verdict
 
     # -- bookkeeping (rank 0) ----------------------------------------------------------------------
-    def _metrics_row(self, epoch: int, stats: np.ndarray, val: dict, elapsed: float) -> dict:
+    def _metrics_row(self, epoch: int, stats: np.ndarray, val: dict, elapsed: float, lr: float) -> dict:
         n = float(stats[:, 2].sum())
         row: dict = dict(fold=self.fold, epoch=epoch, time_s=round(elapsed, 3), windows=int(n),
-                         windows_per_s=round(n / max(elapsed, 1e-9), 2), lr=self.cfg.lr,
+                         windows_per_s=round(n / max(elapsed, 1e-9), 2), lr=lr,
                          train_loss=float(stats[:, 0].sum() / max(n, 1)))
-        val_means = []
         for d, name in enumerate(self.ctx.names):
             n_d = stats[d, 2]
             row[f"train_loss.{name}"] = float(stats[d, 0] / n_d) if n_d else None
@@ -329,18 +381,18 @@ class FoldTrainer:
             ce_sum, correct, nv = val[name]
             row[f"val_loss.{name}"] = ce_sum / nv if nv else None
             row[f"val_acc.{name}"] = correct / nv if nv else None
-            if nv:
-                val_means.append(ce_sum / nv)
-        row["val_loss"] = selection_loss(val_means)
+        row["val_loss"] = self.val_losses[-1]  # this epoch's (_epoch appended it)
         return row
 
     def _finish_epoch(self, epoch: int, stats: np.ndarray, val: dict, elapsed: float, in_sync: bool,
-                      plan: FoldPlan) -> None:
-        row = self._metrics_row(epoch, stats, val, elapsed)
+                      plan: FoldPlan, lr: float, verdict: StopVerdict) -> None:
+        row = self._metrics_row(epoch, stats, val, elapsed, lr)
         improved = row["val_loss"] is not None and row["val_loss"] < self.best_val
         if improved:
             self.best_val, self.best_epoch = row["val_loss"], epoch
         row.update(best_epoch=self.best_epoch, ranks_in_sync=in_sync)
+        if verdict.stop:  # only on the last row, so the metrics of a run that never stops keep their columns
+            row["stopped"] = verdict.reason
         self.rows.append(row)
         self.folder.write_metrics(self.rows)
         self._save(epoch, row, improved)
@@ -349,6 +401,8 @@ class FoldTrainer:
             self.ctx.on_epoch(metrics)
         else:
             console.print(epoch_line(metrics), highlight=False)
+        if verdict.stop:
+            self.ctx.say(f"fold {self.fold}: {verdict.reason}; best/ holds epoch {self.best_epoch}")
 
     def _save(self, epoch: int, row: dict, improved: bool) -> None:
         meta = dict(fold_settings(self.ctx, self.fold), epoch=epoch, val_loss=row["val_loss"],

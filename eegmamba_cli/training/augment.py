@@ -1,0 +1,69 @@
+"""EEG augmentations for training batches: small pure functions of (batch, strength, generator).
+
+Each maps x (B, C, L) to a new tensor of the same shape and is the identity at strength 0 (without drawing
+a random number). The generator is the caller's: the trainer seeds one per (fold, epoch, rank), so a
+resumed run draws the same augmentations as an uninterrupted one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def time_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each window by its own whole number of samples in [-max_shift, max_shift]; the samples shifted
+    in are 0 (the mean of standardised EEG). The window keeps its length, so evaluation needs no change."""
+    if max_shift <= 0:
+        return x
+    b, c, length = x.shape
+    shift = torch.randint(-max_shift, max_shift + 1, (b,), generator=generator, device=generator.device)
+    src = torch.arange(length, device=x.device)[None, :] - shift.to(x.device)[:, None]  # (B, L)
+    inside = (src >= 0) & (src < length)  # (B, L)
+    out = x.gather(2, src.clamp(0, length - 1)[:, None, :].expand(b, c, length))
+    return out * inside[:, None, :].to(x.dtype)
+
+
+def amplitude_scale(x: torch.Tensor, spread: float, generator: torch.Generator) -> torch.Tensor:
+    """Multiply each window by one gain drawn from U(1 - spread, 1 + spread)."""
+    if spread <= 0:
+        return x
+    u = torch.rand(x.shape[0], 1, 1, generator=generator, device=generator.device).to(x.device, x.dtype)
+    return x * (1 + spread * (2 * u - 1))
+
+
+def channel_dropout(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Zero each channel of each window with probability p (no rescaling: a lost electrode reads 0)."""
+    if p <= 0:
+        return x
+    keep = torch.rand(x.shape[0], x.shape[1], 1, generator=generator, device=generator.device) >= p
+    return x * keep.to(x.device, x.dtype)
+
+
+def gaussian_noise(x: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
+    """Add white noise of standard deviation `std` (in the units of the standardised input)."""
+    if std <= 0:
+        return x
+    noise = torch.randn(x.shape, generator=generator, device=generator.device, dtype=torch.float32)
+    return x + std * noise.to(x.device, x.dtype)
+
+
+@dataclass(frozen=True)
+class Augmentations:
+    """The strengths of each augmentation; 0 turns one off. Applied in the order of the fields."""
+
+    time_shift_s: float = 0.0  # the largest shift, in seconds, either way
+    amplitude_spread: float = 0.0  # gains in U(1 - spread, 1 + spread)
+    channel_drop_p: float = 0.0
+    noise_std: float = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return any(v > 0 for v in (self.time_shift_s, self.amplitude_spread, self.channel_drop_p, self.noise_std))
+
+    def __call__(self, x: torch.Tensor, sfreq: float, generator: torch.Generator) -> torch.Tensor:
+        """x (B, C, L) sampled at `sfreq` Hz -> an augmented batch of the same shape."""
+        x = time_shift(x, int(round(self.time_shift_s * sfreq)), generator)
+        x = amplitude_scale(x, self.amplitude_spread, generator)
+        x = channel_dropout(x, self.channel_drop_p, generator)
+        return gaussian_noise(x, self.noise_std, generator)
