@@ -47,7 +47,10 @@ OLD_DEFAULTS = dict(tasks="all", fold="all", preset="multitask", ablations=[], d
                     val_fraction=0.1, grad_clip=None)
 OLD_RESUME_KEY = dict(preset="multitask", ablations=[], d_model=None, layers=None, batch_size=128, lr=2e-4,
                       weight_decay=1e-6, balance_weight=1.0, z_weight=1.0, seed=0, max_windows_per_dataset=None,
-                      val_fraction=0.1)
+                      val_fraction=0.1,
+                      # the protocol fields are new and stay in the key: validation is now carved by the
+                      # protocol, so a run trained before protocols cannot resume bit-identically
+                      protocol="subject-kfold", n_folds=None, test_subjects=[], test_sessions=[])
 
 
 def test_paper_recipe_resolves_to_the_old_defaults_and_resume_key(tmp_path):
@@ -59,7 +62,7 @@ def test_paper_recipe_resolves_to_the_old_defaults_and_resume_key(tmp_path):
                 augment=got["augment"]) == dict(recipe="paper", schedule="constant", warmup=0.0, patience=0,
                                                 augment=True)
     assert not cfg.augmentations().enabled
-    assert cfg.resume_key() == OLD_RESUME_KEY  # so runs trained before recipes resume as they are
+    assert cfg.resume_key() == OLD_RESUME_KEY  # the recipe adds nothing to the key
     assert model_config(cfg) == preset("multitask")
 
 
