@@ -90,8 +90,9 @@ def main(
                                                 "final epoch.")] = Select("best-val"),
     max_windows_per_dataset: Annotated[Optional[int], typer.Option(
         help="Random subset of at most N windows per dataset and split (quick runs).")] = None,
-    val_fraction: Annotated[float, typer.Option(help="Share of each fold's training part held out for validation, "
-                                                     "grouped as the protocol groups (0 to 0.5).")] = 0.1,
+    val_fraction: Annotated[Optional[float], typer.Option(
+        help="Share of each fold's training part held out for validation, grouped as the protocol groups "
+             "(0 to 0.5) [default: the recipe's: paper 0.1, small 0.2].")] = None,
     grad_clip: Annotated[Optional[float], typer.Option(
         help="Clip the global gradient norm to this value (default: off, as in the paper).")] = None,
 ) -> None:

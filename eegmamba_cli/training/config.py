@@ -55,7 +55,7 @@ class TrainConfig:
     resume: bool = True
     select: str = "best-val"  # or "final": which checkpoint stands for a fold
     max_windows_per_dataset: int | None = None
-    val_fraction: float = 0.1
+    val_fraction: float | None = None  # None: the recipe's (paper 0.1, small 0.2)
     grad_clip: float | None = None  # off, as in the paper; a number clips the global gradient norm to it
     protocol: str = "subject-kfold"  # training/protocols.py: which windows train, validate and test per fold
     n_folds: int | None = None  # for subject-kfold and within-subject; None: 5 (or the corpus's fixed folds)
@@ -97,7 +97,7 @@ class TrainConfig:
             raise ConfigError(f"{{recipe}} must be one of {', '.join(RECIPE_CHOICES)}", got=repr(self.recipe))
         if self.select not in SELECTIONS:
             raise ConfigError(f"{{select}} must be one of {', '.join(SELECTIONS)}", got=repr(self.select))
-        if self.select == "best-val" and self.val_fraction <= 0:
+        if self.select == "best-val" and self.val_fraction is not None and self.val_fraction <= 0:
             raise ConfigError("{select} best-val needs a validation set; set {val_fraction} > 0 or {select} final")
         for name in ("epochs", "batch_size", "d_model", "layers"):
             if getattr(self, name) is not None:
@@ -114,12 +114,12 @@ class TrainConfig:
             raise ConfigError("{warmup} must be a fraction in [0, 1)", got=self.warmup)
         if self.patience is not None and self.patience < 0:
             raise ConfigError("{patience} must be 0 (no early stopping) or more", got=self.patience)
-        if self.patience and self.val_fraction <= 0:
+        if self.patience and self.val_fraction is not None and self.val_fraction <= 0:
             raise ConfigError("{patience} (early stopping) needs a validation set; set {val_fraction} > 0 "
                               "or {patience} 0")
         if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
             raise ConfigError("{grad_clip} must be a finite number > 0", got=self.grad_clip)
-        if not 0 <= self.val_fraction <= MAX_VAL_FRACTION:
+        if self.val_fraction is not None and not 0 <= self.val_fraction <= MAX_VAL_FRACTION:
             raise ConfigError(f"{{val_fraction}} must be a fraction from 0 to {MAX_VAL_FRACTION}", got=self.val_fraction)
         if self.n_folds is not None and self.n_folds < 2:
             raise ConfigError("{n_folds} must be at least 2", got=self.n_folds)
@@ -130,6 +130,11 @@ class TrainConfig:
         return protocol_of(self.to_json())
 
 
+def _or_paper(val_fraction: float | None) -> float:
+    """A share not resolved yet (left to the recipe) is checked as the paper recipe's."""
+    return PAPER.val_fraction if val_fraction is None else val_fraction
+
+
 def protocol_of(settings: dict) -> Protocol:
     """The Protocol of a run's recorded settings (TrainConfig.to_json()). Runs recorded before protocols
     existed split by the caches' fixed folds: subject-kfold."""
@@ -137,7 +142,7 @@ def protocol_of(settings: dict) -> Protocol:
         return parse_protocol(settings.get("protocol", "subject-kfold"), folds=settings.get("n_folds"),
                               seed=settings["seed"], test_subjects=settings.get("test_subjects") or None,
                               test_sessions=settings.get("test_sessions") or None,
-                              val_fraction=settings["val_fraction"])
+                              val_fraction=_or_paper(settings["val_fraction"]))
     except ProtocolError as err:
         raise ConfigError(literal(err)) from None  # its words name the setting already
 
@@ -162,11 +167,12 @@ def resolve_recipe(cfg: TrainConfig, count_train_windows: Callable[[], int]) -> 
     from_recipe = dict(d_model=recipe.d_model, layers=recipe.layers, epochs=recipe.epochs,
                        batch_size=recipe.batch.size_for(n_train or 0), lr=recipe.lr, schedule=recipe.schedule,
                        warmup=recipe.warmup, weight_decay=recipe.weight_decay, patience=recipe.patience or 0,
-                       min_delta=recipe.min_delta, balance_weight=recipe.balance_weight, z_weight=recipe.z_weight)
+                       min_delta=recipe.min_delta, balance_weight=recipe.balance_weight, z_weight=recipe.z_weight,
+                       val_fraction=recipe.val_fraction)
     given = [k for k in from_recipe if getattr(cfg, k) is not None]
     if not cfg.augment and recipe.augment.enabled:
         given.append("augment")
-    if cfg.patience is None and recipe.patience and cfg.val_fraction <= 0:
+    if cfg.patience is None and recipe.patience and cfg.val_fraction is not None and cfg.val_fraction <= 0:
         from_recipe["patience"] = 0  # no validation set: nothing to stop on
         why += "; no early stopping without a validation set"
     resolved = replace(cfg, recipe=recipe.name,

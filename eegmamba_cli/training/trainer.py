@@ -30,7 +30,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -56,7 +56,7 @@ from .environment import environment
 from .events import EpochMetrics, FoldPlan, OnEpoch, epoch_line
 from .inference import autocast_for, prefetch
 from .progress import Advance, fold_progress
-from .recipe import StopVerdict, early_stop, lr_factor
+from .recipe import PAPER, StopVerdict, early_stop, lr_factor
 from .run_folder import FoldFolder, RunFolder
 from .sampler import DynamicSampler, rank_share
 from .splits import DatasetFolds, Split, dataset_folds, fold_numbers, split_for
@@ -141,12 +141,15 @@ def train(cfg: TrainConfig, on_epoch: OnEpoch | None = None, quiet: bool = False
     cfg.validate()
     caches = resolve_datasets(cfg.tasks, Path(cfg.data))
     check_dataset_count(cfg, list(caches))
-    protocol = cfg.split_protocol()
-    per_dataset = {name: dataset_folds(cache, protocol, max_windows=cfg.max_windows_per_dataset)
-                   for name, cache in caches.items()}
+    # The recipe is chosen from the training windows per fold, which depend on the validation share; it is
+    # counted with the paper's share and the folds are made again if the chosen recipe holds out another.
+    counting = replace(cfg, val_fraction=PAPER.val_fraction if cfg.val_fraction is None else cfg.val_fraction)
+    per_dataset = protocol_folds(counting, caches)
     folds = parse_folds(cfg.fold, fold_numbers(per_dataset))
     asked = cfg.recipe
     cfg, recipe, why = resolve_recipe(cfg, lambda: training_windows(per_dataset))
+    if cfg.val_fraction != counting.val_fraction:
+        per_dataset = protocol_folds(cfg, caches)
     choice = dict(asked=asked, chosen=recipe.name, why=why, values=recipe.to_json())
     mconfig = model_config(cfg)
     device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
@@ -169,6 +172,12 @@ def train(cfg: TrainConfig, on_epoch: OnEpoch | None = None, quiet: bool = False
     finally:
         shutdown(info)
     return folds
+
+
+def protocol_folds(cfg: TrainConfig, caches: dict[str, WindowCache]) -> dict[str, DatasetFolds]:
+    protocol = cfg.split_protocol()
+    return {name: dataset_folds(cache, protocol, max_windows=cfg.max_windows_per_dataset)
+            for name, cache in caches.items()}
 
 
 def training_windows(per_dataset: dict[str, DatasetFolds]) -> int:
