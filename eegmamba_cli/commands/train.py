@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..console import console, handle_errors
-from .options import Ablation, Device, Select, settings_as_flags
+from .options import PRECISION_HELP, Ablation, Device, Precision, Select, settings_as_flags
 
 
 class Preset(str, Enum):
@@ -38,6 +38,7 @@ def main(
     z_weight: Annotated[float, typer.Option(help="Weight of the router z-loss.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, splits, batch order, dropout.")] = 0,
     device: Annotated[Device, typer.Option(help="auto: CUDA when available.")] = Device.auto,
+    precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision("auto"),
     resume: Annotated[bool, typer.Option("--resume/--no-resume",
                                          help="Continue from fold-K/last/ if present; --no-resume starts over.")] = True,
     select: Annotated[Select, typer.Option(help="Checkpoint `evaluate` uses: lowest validation loss or the "
@@ -57,8 +58,8 @@ def main(
                       preset=preset.value, ablations=tuple(a.value for a in ablation or ()), d_model=d_model,
                       layers=layers, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                       balance_weight=balance_weight, z_weight=z_weight, seed=seed, device=device.value,
-                      resume=resume, select=select.value, max_windows_per_dataset=max_windows_per_dataset,
-                      val_fraction=val_fraction, grad_clip=grad_clip)
+                      precision=precision.value, resume=resume, select=select.value,
+                      max_windows_per_dataset=max_windows_per_dataset, val_fraction=val_fraction, grad_clip=grad_clip)
     with settings_as_flags(ablations="--ablation"):
         folds = train(cfg)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 talks

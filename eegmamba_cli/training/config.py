@@ -11,6 +11,7 @@ from pathlib import Path
 from models import EEGMambaConfig, ablate, preset
 
 from ..errors import ConfigError, literal
+from ..precision import PRECISIONS
 from .data import default_cache_root
 from .run_folder import SELECTIONS
 
@@ -37,6 +38,7 @@ class TrainConfig:
     z_weight: float = 1.0
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # fp32 | bf16 | auto (eegmamba_cli.precision); run.json records the resolved one
     resume: bool = True
     select: str = "best-val"  # or "final": which checkpoint stands for a fold
     max_windows_per_dataset: int | None = None
@@ -51,7 +53,8 @@ class TrainConfig:
     def resume_key(self) -> dict:
         """The settings a resumed run must share with the run it continues (epochs may grow)."""
         d = self.to_json()
-        for k in ("out", "data", "fold", "epochs", "device", "resume", "select", "tasks"):
+        # precision: compared resolved, beside this key (trainer.check_resumable), so auto = fp32 resumes fp32
+        for k in ("out", "data", "fold", "epochs", "device", "precision", "resume", "select", "tasks"):
             d.pop(k)
         if d["grad_clip"] is None:  # runs from before the option existed resume as they are
             d.pop("grad_clip")
@@ -59,6 +62,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Refuse settings the trainer cannot use, before anything is read or written."""
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"{{precision}} must be one of {', '.join(PRECISIONS)}", got=repr(self.precision))
         if self.select not in SELECTIONS:
             raise ConfigError(f"{{select}} must be one of {', '.join(SELECTIONS)}", got=repr(self.select))
         if self.select == "best-val" and self.val_fraction <= 0:
