@@ -118,7 +118,8 @@ class RunContext:
     def record(self) -> dict:
         return dict(config=self.cfg.to_json(), model_config=self.mconfig.to_dict(),
                     datasets=[dataset_record(c) for c in self.caches.values()],
-                    device=str(self.device), precision=self.precision, world_size=self.dist.world_size, environment=environment())
+                    device=str(self.device), precision=self.precision, world_size=self.dist.world_size,
+                    environment=environment())
 
 
 def train(cfg: TrainConfig, on_epoch: OnEpoch | None = None, quiet: bool = False) -> list[int]:
@@ -231,7 +232,8 @@ class FoldTrainer:
         if main:
             self._write_fold_record()
             self.ctx.say(f"fold {self.fold}: train/val/test windows: {plan.sizes_line()}; {plan.parameters:,} "
-                         f"parameters; {plan.steps_per_epoch} steps per epoch on {self.ctx.device} ({self.ctx.precision})"
+                         f"parameters; {plan.steps_per_epoch} steps per epoch on {self.ctx.device} "
+                         f"({self.ctx.precision})"
                          + (f" x {self.ctx.dist.world_size} ranks" if self.ctx.dist.enabled else ""))
         model = self.model
         if self.ctx.dist.enabled:
