@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 
 from eegmamba_cli.app import app
 from eegmamba_cli.bench.model import Cell, attention_kernel, run_grid, run_isolated
+from eegmamba_cli.bench.predict import yasa_available
 
 runner = CliRunner()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -22,7 +23,8 @@ def test_quick_benchmark_writes_csv_and_pngs(tmp_path):
     out = tmp_path / "bench"
     result = runner.invoke(app, ["benchmark", "--quick", "--lengths", "160,320", "--channels", "1,2",
                                  "--batch-size", "1", "--repeats", "1", "--warmup", "0", "--no-isolate",
-                                 "--device", "cpu", "--no-preprocess", "--no-train", "--out", str(out)])
+                                 "--device", "cpu", "--no-preprocess", "--no-train", "--no-speed", "--no-predict",
+                                 "--out", str(out)])
     assert result.exit_code == 0, result.output
     rows = read_csv(out / "model.csv")
     assert list(rows[0]) == COLUMNS
@@ -43,7 +45,7 @@ def test_quick_benchmark_writes_csv_and_pngs(tmp_path):
 def test_no_scan_and_attention_both(tmp_path):
     result = runner.invoke(app, ["benchmark", "--quick", "--lengths", "200", "--batch-size", "1", "--repeats",
                                  "1", "--warmup", "0", "--no-isolate", "--no-scan", "--no-preprocess", "--no-train",
-                                 "--attention", "both",
+                                 "--no-speed", "--no-predict", "--attention", "both",
                                  "--device", "cpu", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     rows = read_csv(tmp_path / "model.csv")
@@ -53,10 +55,32 @@ def test_no_scan_and_attention_both(tmp_path):
 
 
 def test_preprocess_section_alone(tmp_path):
-    result = runner.invoke(app, ["benchmark", "--quick", "--no-model", "--no-scan", "--no-train",
-                                 "--out", str(tmp_path)])
+    result = runner.invoke(app, ["benchmark", "--quick", "--no-model", "--no-scan", "--no-train", "--no-speed",
+                                 "--no-predict", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert read_csv(tmp_path / "preprocess.csv") and not (tmp_path / "model.csv").exists()
+
+
+def test_predict_section_alone(tmp_path, monkeypatch):
+    from eegmamba_cli import precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset())  # bf16 emulated: one bf16 case
+    # --quick: width-32 models on a 15-minute night and a 3-minute 23-channel recording, in child processes
+    result = runner.invoke(app, ["benchmark", "--quick", "--no-model", "--no-scan", "--no-preprocess", "--no-train",
+                                 "--no-speed", "--threads", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    rows = read_csv(tmp_path / "predict.csv")
+    eegmamba = [(r["recording"], r["model"], r["precision"]) for r in rows if r["tool"] == "eegmamba"]
+    assert eegmamba == [("night-8h-1ch", "single-task (d_model 32)", "fp32"),
+                        ("night-8h-1ch", "single-task (d_model 32)", "bf16"),
+                        ("night-8h-1ch", "multitask (d_model 32)", "fp32"),
+                        ("hour-1h-23ch", "single-task (d_model 32)", "fp32"),
+                        ("hour-1h-23ch", "multitask (d_model 32)", "fp32")]
+    assert all(r["status"] == "ok" and float(r["wall_s"]) > 0 and float(r["peak_mem_mib"]) > 0 for r in rows), rows
+    assert {r["hours"] for r in rows} == {"0.25", "0.05"} and {r["threads"] for r in rows} == {"1"}
+    assert [r["tool"] for r in rows].count("yasa") == (1 if yasa_available() else 0)
+    assert (tmp_path / "predict.png").read_bytes()[:8] == PNG_MAGIC
+    assert not (tmp_path / "speed.csv").exists() and not (tmp_path / "model.csv").exists()
 
 
 def test_bad_options_are_one_line_errors(tmp_path):

@@ -1,5 +1,6 @@
 """`eegmamba benchmark`: model speed/memory (the paper's Tables 9-10), the SSM scan, preprocessing and training
-throughput; rich tables, CSV and PNG."""
+throughput, model speed per front end and precision, and `eegmamba predict` end to end beside YASA; rich
+tables, CSV and PNG."""
 from __future__ import annotations
 
 from enum import Enum
@@ -69,6 +70,12 @@ def main(
     preprocess: Annotated[bool, typer.Option(
         "--preprocess/--no-preprocess", help="Preprocessing throughput (one CHB-MIT hour).")] = True,
     train: Annotated[bool, typer.Option("--train/--no-train", help="Training throughput.")] = True,
+    speed: Annotated[bool, typer.Option(
+        "--speed/--no-speed", help="Windows/s of the presets: fused vs unfused front end, fp32 vs bf16.")] = True,
+    predict: Annotated[bool, typer.Option(
+        "--predict/--no-predict", help="`eegmamba predict` on an 8-hour night and a 1-hour 23-channel "
+                                       "recording (single-task, multitask; fp32, bf16), beside YASA if "
+                                       "installed. Minutes; --quick: tiny models, short recordings.")] = True,
     attention: Annotated[Attention, typer.Option(
         help="Transformer attention: math (materialises L x L, as the paper's baselines), auto "
              "(PyTorch's fused kernel, linear memory), or both.")] = Attention.math,
@@ -101,6 +108,36 @@ def main(
         from ..bench.train import benchmark_train
 
         _rows_section(out / "train.csv", "Training throughput", lambda: benchmark_train(quick=quick, device=dev))
+    if speed:
+        _speed_section(out, quick, threads)
+    if predict:
+        _predict_section(out, quick, threads)
+
+
+def _speed_section(out: Path, quick: bool, threads: int | None) -> None:
+    import torch
+
+    from ..bench.speed import benchmark_speed
+
+    if threads:
+        torch.set_num_threads(threads)
+    precisions = ("fp32",) if quick else ("fp32", "bf16")  # bf16 on CPU: see eegmamba_cli.precision
+    _rows_section(out / "speed.csv", "Model speed (windows/s, median of repeats)",
+                  lambda: benchmark_speed(quick=quick, precisions=precisions))
+
+
+def _predict_section(out: Path, quick: bool, threads: int | None) -> None:
+    from ..bench.predict import benchmark_predict, plot_predict
+
+    def progress(row: dict) -> None:
+        console.print(f"  {row['recording']} {row['tool']} {row['model']} {row['precision']}: "
+                      f"{row['wall_s']} s, {row['peak_mem_mib']:.0f} MiB, {row['status']}", highlight=False)
+
+    rows = _rows_section(out / "predict.csv", "eegmamba predict vs YASA (whole command)",
+                         lambda: benchmark_predict(quick=quick, threads=threads, on_row=progress))
+    if rows:
+        plot_predict(out / "predict.png", rows)
+        console.print(f"saved {out / 'predict.png'}", highlight=False)
 
 
 def _model_section(out, dev, batch_size, lengths, channels, repeats, warmup, quick, attention, mode,
@@ -168,14 +205,16 @@ def _print_progress(row: dict) -> None:
     console.print(f"  {row['model']:<22} {row['channels']:>3} ch {row['length']:>6}: {detail}", highlight=False)
 
 
-def _rows_section(csv_path: Path, title: str, produce) -> None:
-    """Run one benchmark that returns rows (dicts), print them as a table and save them as CSV."""
+def _rows_section(csv_path: Path, title: str, produce) -> list[dict]:
+    """Run one benchmark that returns rows (dicts), print them as a table, save them as CSV, return them."""
     from ..bench.report import plain_table, write_csv
 
     rows = produce()
     if not rows:
         console.print(f"{title}: no rows")
-        return
+        return rows
     console.print(plain_table(title, rows))
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
     write_csv(csv_path, rows)
     console.print(f"saved {csv_path}", highlight=False)
+    return rows

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..console import console, handle_errors
-from .options import Device, EvalSelect, settings_as_flags
+from .options import PRECISION_HELP, Device, EvalSelect, Precision, settings_as_flags
 
 
 @handle_errors
@@ -17,6 +17,8 @@ def main(
     select: Annotated[EvalSelect, typer.Option(help="Checkpoint per fold: as the run was trained (run), lowest "
                                                     "validation loss (best-val) or the last epoch (final).")] = EvalSelect("run"),
     device: Annotated[Device, typer.Option(help="auto: CUDA when available.")] = Device.auto,
+    precision: Annotated[Optional[Precision], typer.Option(
+        help="[default: the one the run was trained with] " + PRECISION_HELP)] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 256,
     max_windows_per_dataset: Annotated[Optional[int], typer.Option(
         help="Random subset of at most N test windows per dataset and fold [default: the run's setting].")] = None,
@@ -36,6 +38,7 @@ def main(
         results = evaluate_run(EvalConfig(run_dir=run_dir, data=data,
                                           select=None if select.value == "run" else select.value,
                                           device=device.value, batch_size=batch_size,
+                                          precision=precision.value if precision else None,
                                           max_windows_per_dataset=max_windows_per_dataset,
                                           allow_pickle=allow_pickle_checkpoint, peers=peers))
     for table in paper_tables(results):

@@ -8,6 +8,7 @@ from typing import Iterator
 
 from ..console import UserError
 from ..errors import ConfigError
+from ..precision import PRECISIONS
 from ..training.run_folder import SELECTIONS
 
 
@@ -27,6 +28,9 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 Ablation = _choices("Ablation", ("unidirectional", "no-moe", "vanilla-moe", "no-task-gate", "no-universal"))
 Select = _choices("Select", SELECTIONS)  # train: which checkpoint stands for a fold
 EvalSelect = _choices("EvalSelect", ("run", *SELECTIONS))  # evaluate: "run" keeps the run's own choice
+Precision = _choices("Precision", PRECISIONS)  # fp32 | bf16 | auto
+PRECISION_HELP = ("fp32, or bf16 autocast (fp32 weights, the scan and losses in fp32); auto: bf16 on CUDA and on "
+                  "CPUs with native bf16 units (AVX512-BF16, AMX), fp32 elsewhere.")
 
 
 def flag(setting: str) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..console import UserError, console, handle_errors
-from .options import Device, settings_as_flags
+from .options import PRECISION_HELP, Device, Precision, settings_as_flags
 
 
 @handle_errors
@@ -26,6 +26,7 @@ def main(
     fold: Annotated[Optional[int], typer.Option(help="With a run folder: the fold whose model to use "
                                                      "(default: the lowest validation loss).")] = None,
     device: Annotated[Device, typer.Option(help="auto: CUDA when available.")] = Device.auto,
+    precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision("auto"),
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 32,
     allow_pickle_checkpoint: Annotated[bool, typer.Option(
         "--allow-pickle-checkpoint/--no-allow-pickle-checkpoint",
@@ -35,6 +36,7 @@ def main(
     """Predict every window of a recording: one row per window, a summary, and optionally a plot."""
     from ..predict import load_head, predict_recording
     from ..predict.output import save_plot, summary_tables, write_windows
+    from ..precision import resolve_precision
     from ..training.distributed import resolve_device
 
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
@@ -43,11 +45,12 @@ def main(
         raise UserError(f"{plot}: --plot must end in .png")
     with settings_as_flags():
         run_device = resolve_device(device.value)
+    run_precision = resolve_precision(precision.value, run_device)
     head = load_head(model, dataset, run_device, fold, allow_pickle=allow_pickle_checkpoint)
     console.print(f"model: {head.checkpoint} (head {head.name}, {head.task}, "
-                  f"{head.window_s:g}-s windows)", highlight=False)
+                  f"{head.window_s:g}-s windows; {run_device.type}, {run_precision})", highlight=False)
     prediction = predict_recording(recording, head, channel_map=channel_map, batch_size=max(1, batch_size),
-                                   device=run_device)
+                                   device=run_device, precision=run_precision)
     for table in summary_tables(prediction):
         console.print(table)
     for note in prediction.notes:

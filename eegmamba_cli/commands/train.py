@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..console import console, handle_errors
-from .options import Ablation, Device, Select, settings_as_flags
+from .options import PRECISION_HELP, Ablation, Device, Precision, Select, settings_as_flags
 
 
 class Protocol(str, Enum):
@@ -84,6 +84,7 @@ def main(
     z_weight: Annotated[Optional[float], typer.Option(help="Weight of the router z-loss; default: the recipe's.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, splits, batch order, dropout.")] = 0,
     device: Annotated[Device, typer.Option(help="auto: CUDA when available.")] = Device.auto,
+    precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision("auto"),
     resume: Annotated[bool, typer.Option("--resume/--no-resume",
                                          help="Continue from fold-K/last/ if present; --no-resume starts over.")] = True,
     select: Annotated[Select, typer.Option(help="Checkpoint `evaluate` uses: lowest validation loss or the "
@@ -105,7 +106,7 @@ def main(
                       d_model=d_model, layers=layers, epochs=epochs, batch_size=batch_size, lr=lr,
                       schedule=schedule.value if schedule else None, warmup=warmup, weight_decay=weight_decay,
                       patience=patience, augment=augment, balance_weight=balance_weight, z_weight=z_weight,
-                      seed=seed, device=device.value, resume=resume, select=select.value,
+                      seed=seed, device=device.value, precision=precision.value, resume=resume, select=select.value,
                       max_windows_per_dataset=max_windows_per_dataset, val_fraction=val_fraction,
                       grad_clip=grad_clip,
                       protocol=protocol.value if protocol else ("held-out" if test_subjects or test_sessions

@@ -43,7 +43,8 @@ def as_json(prediction: Prediction) -> dict:
              "probabilities": {c: float(getattr(r, col)) for c, col in zip(classes, columns)}}
             for r in prediction.windows.itertuples(index=False)]
     return {"recording": str(prediction.recording), "checkpoint": str(head.checkpoint), "dataset": head.name,
-            "task": head.task, "class_names": classes, "window_s": head.window_s,
+            "task": head.task, "precision": prediction.precision, "class_names": classes,
+            "window_s": head.window_s,
             "sampling_rate_hz": prediction.sfreq, "duration_s": prediction.duration_s,
             "channels": channel_rows(prediction), "summary": summary(prediction), "notes": prediction.notes,
             "windows": rows}

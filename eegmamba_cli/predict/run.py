@@ -18,6 +18,7 @@ from ..console import UserError
 from ..data.base import Piece, RecordingError
 from ..data.pipeline import preprocess_piece
 from ..data.signal import fixed_windows, resample_factor
+from ..precision import resolve_precision
 from ..training.inference import probabilities, window_logits
 from .channels import ChannelMatcher, Source, read_channel_map
 from .model import Head
@@ -33,6 +34,7 @@ class Prediction:
     sfreq: float  # the recording's native rate
     duration_s: float
     windows: pd.DataFrame  # start_s, end_s, prediction, then one probability column per class
+    precision: str = "fp32"  # what the model ran at (eegmamba_cli.precision)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -93,16 +95,18 @@ def prepare_windows(path: Path, head: Head, channel_map: Path | None = None) -> 
 
 
 def predict_recording(path: Path, head: Head, *, channel_map: Path | None = None, batch_size: int = 32,
-                      device: torch.device | str = "cpu") -> Prediction:
+                      device: torch.device | str = "cpu", precision: str = "auto") -> Prediction:
+    """`precision`: fp32 | bf16 | auto, resolved for `device` by eegmamba_cli.precision."""
+    precision = resolve_precision(precision, device)
     windows = prepare_windows(path, head, channel_map)
-    proba = classify(head, windows.data, batch_size, device)
+    proba = classify(head, windows.data, batch_size, device, precision)
     table = window_table(windows.starts_s, head.window_s, proba, head.class_names)
     notes = []
     tail = windows.duration_s - (windows.starts_s[-1] + head.window_s)
     if tail > 1e-6:
         notes.append(f"the last {tail:.1f} s are shorter than one window and have no prediction")
     return Prediction(Path(path), head, windows.labels, windows.sources, windows.sfreq, windows.duration_s,
-                      table, notes)
+                      table, precision, notes)
 
 
 def _check_rate(name: str, sfreq: float, head: Head) -> None:
@@ -117,10 +121,10 @@ def _check_rate(name: str, sfreq: float, head: Head) -> None:
                         f"(it was trained on {low:g}-{high:g} Hz, which needs a Nyquist frequency of {high:g} Hz)")
 
 
-def classify(head: Head, windows: np.ndarray, batch_size: int, device) -> np.ndarray:
+def classify(head: Head, windows: np.ndarray, batch_size: int, device, precision: str = "auto") -> np.ndarray:
     """Class probabilities (n, K), float64, in batches, in eval mode."""
     logits = window_logits(head.model, windows, head.index, batch_size, torch.device(device),
-                           len(head.class_names))
+                           len(head.class_names), precision)
     return probabilities(logits)
 
 

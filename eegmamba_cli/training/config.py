@@ -13,6 +13,7 @@ from models import EEGMambaConfig, ablate, preset
 
 from ..errors import ConfigError, literal
 from .augment import Augmentations
+from ..precision import PRECISIONS
 from .data import default_cache_root
 from .protocols import MAX_VAL_FRACTION, Protocol, ProtocolError, parse_protocol
 from .recipe import PAPER, RECIPE_CHOICES, RECIPES, SCHEDULES, Recipe, choose_recipe, recipe_named
@@ -52,6 +53,7 @@ class TrainConfig:
     z_weight: float | None = None
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # fp32 | bf16 | auto (eegmamba_cli.precision); run.json records the resolved one
     resume: bool = True
     select: str = "best-val"  # or "final": which checkpoint stands for a fold
     max_windows_per_dataset: int | None = None
@@ -72,7 +74,7 @@ class TrainConfig:
         """The settings a resumed run must share with the run it continues: those of a resolved config
         (`resolve_recipe`). Epochs may grow unless the LR schedule is planned over them (cosine, warm-up)."""
         d = self.to_json()
-        for k in ("out", "data", "fold", "device", "resume", "select", "tasks"):
+        for k in ("out", "data", "fold", "device", "precision", "resume", "select", "tasks"):
             d.pop(k)
         if d["schedule"] == "constant" and not d["warmup"]:
             d.pop("epochs")
@@ -95,6 +97,8 @@ class TrainConfig:
         recipe (None) are checked once resolved."""
         if self.recipe not in RECIPE_CHOICES:
             raise ConfigError(f"{{recipe}} must be one of {', '.join(RECIPE_CHOICES)}", got=repr(self.recipe))
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"{{precision}} must be one of {', '.join(PRECISIONS)}", got=repr(self.precision))
         if self.select not in SELECTIONS:
             raise ConfigError(f"{{select}} must be one of {', '.join(SELECTIONS)}", got=repr(self.select))
         if self.select == "best-val" and self.val_fraction is not None and self.val_fraction <= 0:

@@ -30,6 +30,7 @@ from ..console import UserError, console
 from ..data.cache import WindowCache
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes, atomic_write_json, atomic_writer
+from ..precision import PRECISIONS, recorded_precision
 from .checkpoint import load_checkpoint
 from .config import protocol_of, protocol_settings
 from .distributed import resolve_device
@@ -47,6 +48,7 @@ class EvalConfig:
     data: Path | None = None  # None: the cache root the run was trained on
     select: str | None = None  # None: the run's own selection
     device: str = "auto"
+    precision: str | None = None  # None: the one the run recorded (fp32 | bf16 | auto otherwise)
     batch_size: int = 256
     max_windows_per_dataset: int | None = None  # None: the run's setting
     allow_pickle: bool = False  # also .pt state dicts, via torch.load(weights_only=True)
@@ -66,6 +68,8 @@ def evaluate_run(cfg: EvalConfig) -> dict:
     that no other train or evaluate writes into the folder meanwhile."""
     if cfg.batch_size < 1:
         raise ConfigError("{batch_size} must be at least 1", got=cfg.batch_size)
+    if cfg.precision is not None and cfg.precision not in PRECISIONS:
+        raise ConfigError(f"{{precision}} must be one of {', '.join(PRECISIONS)}", got=repr(cfg.precision))
     if cfg.select is not None and cfg.select not in SELECTIONS:
         raise ConfigError(f"{{select}} must be one of {', '.join(SELECTIONS)}", got=repr(cfg.select))
     run_folder = RunFolder(cfg.run_dir)
@@ -89,6 +93,7 @@ def _evaluate(cfg: EvalConfig, run_folder: RunFolder, run: dict, device: torch.d
     settings = protocol_settings(train_cfg)
     # Runs from before protocols: every cache split by its manifest's fold column, as they were trained.
     fixed_folds = True if "protocol" not in train_cfg else None
+    precision = recorded_precision(cfg.precision or run.get("precision"), device)
     rows, confusions, classes, caches = [], {}, {}, {}
     folds_of: dict[str, DatasetFolds] = {}
     for folder in run_folder.folds():
@@ -112,7 +117,8 @@ def _evaluate(cfg: EvalConfig, run_folder: RunFolder, run: dict, device: torch.d
             if len(test) == 0:
                 console.print(f"[yellow]warning:[/] fold {folder.number} {name}: no test subjects; skipped")
                 continue
-            y, proba, scores = _score(model, d, record, caches[name], test, cfg.batch_size, device, folder.number)
+            y, proba, scores = _score(model, d, record, caches[name], test, cfg.batch_size, device, folder.number,
+                                     precision)
             k = record["n_classes"]
             confusions[name] = confusions.get(name, 0) + confusion_matrix(y, proba.argmax(1), labels=list(range(k)))
             classes[name] = record["class_names"]
@@ -121,7 +127,7 @@ def _evaluate(cfg: EvalConfig, run_folder: RunFolder, run: dict, device: torch.d
             _write_predictions(folder.predictions_file(name), caches[name], test, y, proba)
     if not rows:
         raise UserError(f"{cfg.run_dir}: no fold with a checkpoint and test windows to evaluate")
-    results = _summarise(rows, run, select, cap)
+    results = _summarise(rows, run, select, cap, precision)
     if cfg.peers:
         from .peer_report import compare_peers
 
@@ -150,9 +156,9 @@ def _protocol_words(settings: dict) -> str:
 
 
 def _score(model, d: int, record: dict, cache: WindowCache, test: np.ndarray, batch_size: int,
-           device: torch.device, fold: int) -> tuple[np.ndarray, np.ndarray, dict]:
+           device: torch.device, fold: int, precision: str) -> tuple[np.ndarray, np.ndarray, dict]:
     """(labels, probabilities, metrics) of head `d` on the test rows; a missing class is a warning."""
-    proba = probabilities(cache_logits(model, cache, test, d, batch_size, device))
+    proba = probabilities(cache_logits(model, cache, test, d, batch_size, device, precision))
     y = cache.labels[test]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MissingClassWarning)
@@ -173,14 +179,15 @@ def _write_predictions(path: Path, cache: WindowCache, rows: np.ndarray, y: np.n
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _summarise(rows: list[dict], run: dict, select: str, cap) -> dict:
+def _summarise(rows: list[dict], run: dict, select: str, cap, precision: str) -> dict:
     summary = {}
     for name in dict.fromkeys(r["dataset"] for r in rows):
         mine = [r for r in rows if r["dataset"] == name]
         summary[name] = {m: dict(zip(("mean", "std", "n_folds"), mean_std([r[m] for r in mine])))
                          for m in METRICS}
     paper = {method: {n: v for n, v in table.items() if n in summary} for method, table in PAPER_RESULTS.items()}
-    return dict(run=run["config"], protocol=protocol_settings(run["config"]), select=select, max_windows_per_dataset=cap, per_fold=rows, summary=summary,
+    return dict(run=run["config"], protocol=protocol_settings(run["config"]), select=select, max_windows_per_dataset=cap, precision=precision,
+                per_fold=rows, summary=summary,
                 std_ddof=0, paper=paper, environment=environment())
 
 

@@ -1,11 +1,11 @@
-"""The one inference loop: a model in eval mode over batches of windows, under the device's autocast.
+"""The one inference loop: a model in eval mode over batches of windows, at a precision (fp32 or bf16
+autocast, decided by eegmamba_cli.precision).
 
 Validation during training, `evaluate` and `predict` all call `logits` (directly or through
-`cache_logits`), so they see the same numbers for the same windows.
+`cache_logits`), so they see the same numbers for the same windows at the same precision.
 """
 from __future__ import annotations
 
-import contextlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator
@@ -14,14 +14,8 @@ import numpy as np
 import torch
 
 from ..data.cache import WindowCache
+from ..precision import autocast, resolve_precision
 from .batches import BatchReader
-
-
-def autocast_for(device: torch.device):
-    """bf16 autocast on CUDA with fp32 parameters; plain fp32 elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def prefetch(load: Callable, items: Iterable, depth: int = 2) -> Iterator:
@@ -38,34 +32,36 @@ def prefetch(load: Callable, items: Iterable, depth: int = 2) -> Iterator:
 
 @torch.no_grad()
 def logits(model: torch.nn.Module, batches: Iterable[np.ndarray | tuple[np.ndarray, np.ndarray | None]],
-           dataset: int, device: torch.device, n_classes: int) -> np.ndarray:
-    """float32 logits (n, K) of `model` in eval mode on the window batches (B, C, L), in order; a batch may
-    come as (windows, lengths) with lengths (B,) the valid samples of right-padded windows (batches.py)."""
+           dataset: int, device: torch.device, n_classes: int, precision: str = "auto") -> np.ndarray:
+    """float32 logits (n, K) of `model` in eval mode on the window batches (B, C, L), in order, at
+    `precision` (fp32 | bf16 | auto); a batch may come as (windows, lengths) with lengths (B,) the valid
+    samples of right-padded windows (batches.py)."""
     device = torch.device(device)
+    precision = resolve_precision(precision, device)
     model.eval()
     out = []
     for batch in batches:
         x, lengths = batch if isinstance(batch, tuple) else (batch, None)
         xt = torch.from_numpy(np.ascontiguousarray(x)).to(device)
         lt = None if lengths is None else torch.from_numpy(lengths).to(device)
-        with autocast_for(device):
+        with autocast(device, precision):
             batch_logits, _ = model(xt, dataset, lt)
         out.append(batch_logits.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)
 
 
 def window_logits(model: torch.nn.Module, windows: np.ndarray, dataset: int, batch_size: int,
-                  device: torch.device, n_classes: int) -> np.ndarray:
+                  device: torch.device, n_classes: int, precision: str = "auto") -> np.ndarray:
     """`logits` of an array of windows (n, C, L), `batch_size` at a time."""
     batches = (windows[i:i + batch_size] for i in range(0, len(windows), batch_size))
-    return logits(model, batches, dataset, device, n_classes)
+    return logits(model, batches, dataset, device, n_classes, precision)
 
 
 def cache_logits(model: torch.nn.Module, cache: WindowCache, rows: np.ndarray, dataset: int, batch_size: int,
-                 device: torch.device) -> np.ndarray:
+                 device: torch.device, precision: str = "auto") -> np.ndarray:
     """`logits` of the manifest rows `rows` of `cache`, the next batches read while one runs."""
     chunks = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
-    return logits(model, prefetch(BatchReader(cache), chunks), dataset, device, len(cache.class_names))
+    return logits(model, prefetch(BatchReader(cache), chunks), dataset, device, len(cache.class_names), precision)
 
 
 def probabilities(logits_: np.ndarray) -> np.ndarray:

@@ -54,7 +54,8 @@ from .distributed import (DistInfo, all_reduce_sum, barrier, entered_on_main, in
                           resolve_device, shutdown)
 from .environment import environment
 from .events import EpochMetrics, FoldPlan, OnEpoch, epoch_line
-from .inference import autocast_for, prefetch
+from ..precision import autocast, recorded_precision, resolve_precision
+from .inference import prefetch
 from .progress import Advance, fold_progress
 from .recipe import PAPER, StopVerdict, early_stop, lr_factor
 from .run_folder import FoldFolder, RunFolder
@@ -83,15 +84,16 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                dataset: int, *, scale: float = 1.0, clip: float | None = None,
-               lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               lengths: torch.Tensor | None = None, precision: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """One AdamW step on one batch of one dataset; returns (total loss, CE) of the batch, detached.
 
     `scale` multiplies the loss before backward: 1 in a single process, `sampler.rank_share`'s scale
     under DDP. `clip`: the global gradient norm is clipped to it before the step (off when None).
     `lengths` (B,): valid samples of right-padded windows (batches.py); None: every window is whole.
+    `precision`: fp32 | bf16 | auto (eegmamba_cli.precision); the loss is computed in fp32 either way.
     """
     optimizer.zero_grad(set_to_none=True)
-    with autocast_for(x.device):
+    with autocast(x.device, resolve_precision(precision, x.device)):
         logits, aux = model(x, dataset, lengths)  # logits (B, K_dataset)
     total, parts = unwrap(model).loss(logits.float(), y, aux)
     (total * scale).backward()
@@ -123,6 +125,10 @@ class RunContext:
     def run(self) -> RunFolder:
         return RunFolder(self.cfg.out)
 
+    @property
+    def precision(self) -> str:
+        return resolve_precision(self.cfg.precision, self.device)
+
     def say(self, text: str) -> None:
         if self.dist.is_main and not self.quiet:
             console.print(text, highlight=False)
@@ -130,7 +136,8 @@ class RunContext:
     def record(self) -> dict:
         return dict(config=self.cfg.to_json(), recipe=self.recipe_choice, model_config=self.mconfig.to_dict(),
                     datasets=[dataset_record(c) for c in self.caches.values()],
-                    device=str(self.device), world_size=self.dist.world_size, environment=environment())
+                    device=str(self.device), precision=self.precision, world_size=self.dist.world_size,
+                    environment=environment())
 
 
 def train(cfg: TrainConfig, on_epoch: OnEpoch | None = None, quiet: bool = False) -> list[int]:
@@ -217,7 +224,7 @@ def fold_settings(ctx: RunContext, fold: int) -> dict:
                 model_config=ctx.mconfig.to_dict(), preset=ctx.cfg.preset, ablations=list(ctx.cfg.ablations),
                 datasets=[dataset_record(c) for c in ctx.caches.values()], seed=ctx.cfg.seed, fold=fold,
                 fold_seed=derive_seed(ctx.cfg.seed, fold), train=ctx.cfg.to_json(),
-                resume_key=ctx.cfg.resume_key())
+                resume_key=ctx.cfg.resume_key(), precision=ctx.precision)
 
 
 def check_resumable(ctx: RunContext, fold: int) -> None:
@@ -226,8 +233,9 @@ def check_resumable(ctx: RunContext, fold: int) -> None:
     if not ctx.cfg.resume or found is None:
         return
     _, meta = ckpt.read_meta(found)
+    meta = dict(meta, precision=recorded_precision(meta.get("precision"), ctx.device))
     mine = fold_settings(ctx, fold)
-    for key in ("resume_key", "datasets", "model_config", "fold"):
+    for key in ("resume_key", "datasets", "model_config", "fold", "precision"):
         if meta.get(key) != mine[key]:
             diff = key
             if isinstance(mine[key], dict) and isinstance(meta.get(key), dict):
@@ -290,7 +298,8 @@ class FoldTrainer:
         if main:
             self._write_fold_record()
             self.ctx.say(f"fold {self.fold}: train/val/test windows: {plan.sizes_line()}; {plan.parameters:,} "
-                         f"parameters; {plan.steps_per_epoch} steps per epoch on {self.ctx.device}"
+                         f"parameters; {plan.steps_per_epoch} steps per epoch on {self.ctx.device} "
+                         f"({self.ctx.precision})"
                          + (f" x {self.ctx.dist.world_size} ranks" if self.ctx.dist.enabled else ""))
         model = self.model
         if self.ctx.dist.enabled:
@@ -358,7 +367,8 @@ class FoldTrainer:
             lt = None if lengths is None else torch.from_numpy(lengths).to(device)
             lr = self._lr_at(step)
             set_lr(self.optimizer, lr)
-            total, ce = train_step(model, self.optimizer, xt, yt, d, scale=scale, clip=self.cfg.grad_clip, lengths=lt)
+            total, ce = train_step(model, self.optimizer, xt, yt, d, scale=scale, clip=self.cfg.grad_clip, lengths=lt,
+                                   precision=ctx.precision)
             step += 1
             stats[d, 0] += total.double() * n_mine
             stats[d, 1] += ce.double() * n_mine
@@ -366,7 +376,8 @@ class FoldTrainer:
             advance(epoch, d, total, n_mine * info.world_size)
         all_reduce_sum(stats, info)
         elapsed = time.perf_counter() - start
-        val = validation_sums(self.model, ctx.caches, self.splits, self.labels, self.cfg.batch_size, device, info)
+        val = validation_sums(self.model, ctx.caches, self.splits, self.labels, self.cfg.batch_size, device, info,
+                              ctx.precision)
         in_sync = ranks_in_sync(unwrap(model), info)
         if not in_sync:
             raise RuntimeError(f"fold {self.fold} epoch {epoch}: DDP ranks hold different weights")

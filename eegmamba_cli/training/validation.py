@@ -13,7 +13,7 @@ from .inference import cache_logits
 
 def validation_sums(model: torch.nn.Module, caches: dict[str, WindowCache], splits: dict[str, Split],
                     labels: dict[str, np.ndarray], batch_size: int, device: torch.device,
-                    info: DistInfo) -> dict[str, tuple[float, float, float]]:
+                    info: DistInfo, precision: str = "auto") -> dict[str, tuple[float, float, float]]:
     """Per dataset: (Σ CE, Σ correct, n) over its validation windows. Each rank scores its own share of
     them; the sums are all-reduced, so every rank returns the totals."""
     out = torch.zeros(len(caches), 3, dtype=torch.float64, device=device)
@@ -21,7 +21,7 @@ def validation_sums(model: torch.nn.Module, caches: dict[str, WindowCache], spli
         mine = np.array_split(split.val, info.world_size)[info.rank]
         if len(mine) == 0:
             continue
-        logits = torch.from_numpy(cache_logits(model, caches[name], mine, d, batch_size, device))
+        logits = torch.from_numpy(cache_logits(model, caches[name], mine, d, batch_size, device, precision))
         y = torch.from_numpy(labels[name][mine])
         out[d, 0] += F.cross_entropy(logits, y, reduction="sum").item()
         out[d, 1] += (logits.argmax(1) == y).sum().item()
