@@ -12,7 +12,7 @@ from eegmamba_cli.commands.train import Recipe as CliRecipe, Schedule as CliSche
 from eegmamba_cli.errors import ConfigError
 from eegmamba_cli.training.config import resolve_recipe
 from eegmamba_cli.training.recipe import (PAPER, RECIPE_CHOICES, SCHEDULES, SMALL, SMALL_DATA_THRESHOLD,
-                                          choose_recipe, early_stop, lr_factor)
+                                          choose_recipe, early_stop, lr_factor, warmup_epochs)
 from eegmamba_cli.training.trainer import TrainConfig, model_config, train
 from helpers_cache import make_cache
 from helpers_reliability import sha256
@@ -145,10 +145,10 @@ def test_lr_factor_at_known_steps():
 
 
 # --- early stopping ---------------------------------------------------------------------------------------
-def first_stop(losses, patience, min_delta=0.0):
+def first_stop(losses, patience, min_delta=0.0, warmup_epochs=0):
     """The epoch after which the rule stops, reading the losses one epoch at a time as the trainer does."""
     for epoch in range(1, len(losses) + 1):
-        if early_stop(losses[:epoch], patience, min_delta).stop:
+        if early_stop(losses[:epoch], patience, min_delta, warmup_epochs).stop:
             return epoch
     return None
 
@@ -160,6 +160,11 @@ def test_early_stop_rule_on_scripted_losses():
     assert first_stop(losses, None) is None and first_stop(losses, 5) is None
     assert first_stop([1.0, 0.95, 0.94, 0.5], 2, min_delta=0.1) == 3  # 0.95 and 0.94 are not 0.1 lower
     assert first_stop([None, None, 1.0], 2) == 2  # no validation loss: no improvement
+    # warm-up epochs neither compete nor count: a lucky near-chance loss at epoch 1 does not end the fold
+    lucky = [0.62, 0.70, 0.72, 0.69, 0.66, 0.64, 0.60, 0.61, 0.63, 0.65]
+    assert first_stop(lucky, 3) == 4 and first_stop(lucky, 3, warmup_epochs=3) == 10
+    assert early_stop(lucky, 3, 0.0, warmup_epochs=3).reference_epoch == 7
+    assert warmup_epochs(0.1, 60) == 6 and warmup_epochs(0.0, 60) == 0 and warmup_epochs(0.5, 1) == 0
     verdict = early_stop(losses[:5], 3, 0.0)
     assert verdict.reference_epoch == 2 and verdict.waited == 3 and "best epoch 2" in verdict.reason
 
@@ -167,19 +172,20 @@ def test_early_stop_rule_on_scripted_losses():
 def test_early_stop_in_a_real_run_and_resume_does_nothing_more(data, tmp_path):
     out = tmp_path / "run"
     seen = []
-    # min_delta 10: only the first epoch improves, so patience 2 stops after epoch 3 of 6
+    # min_delta 10: only the first epoch after the warm-up (epoch 1 of 6 at 10 %) improves, so
+    # patience 2 stops after epoch 4 of 6
     cfg = small_cfg(data, out, epochs=6, patience=2, min_delta=10.0)
     train(cfg, on_epoch=seen.append, quiet=True)
     rows = [json.loads(line) for line in (out / "fold-1" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1, 2, 3] and [m.epoch for m in seen] == [1, 2, 3]
-    assert "stopped" not in rows[0] and "stopped" not in rows[1]
-    assert "patience 2" in rows[-1]["stopped"] and "best epoch 1" in rows[-1]["stopped"]
-    assert json.loads((out / "fold-1" / "last" / "checkpoint.json").read_text())["epoch"] == 3
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and [m.epoch for m in seen] == [1, 2, 3, 4]
+    assert not any("stopped" in r for r in rows[:3])
+    assert "patience 2" in rows[-1]["stopped"] and "best epoch 2" in rows[-1]["stopped"]
+    assert json.loads((out / "fold-1" / "last" / "checkpoint.json").read_text())["epoch"] == 4
     before = sha256(out / "fold-1" / "last" / "model.safetensors")
     again = []
     train(cfg, on_epoch=again.append)  # resume: the fold has stopped, nothing is trained
     assert again == [] and sha256(out / "fold-1" / "last" / "model.safetensors") == before
-    assert len((out / "fold-1" / "metrics.jsonl").read_text().splitlines()) == 3
+    assert len((out / "fold-1" / "metrics.jsonl").read_text().splitlines()) == 4
 
 
 # --- resume with the small recipe ---------------------------------------------------------------------------

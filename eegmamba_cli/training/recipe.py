@@ -98,6 +98,11 @@ def warmup_steps(total_steps: int, warmup: float) -> int:
     return int(round(warmup * total_steps))
 
 
+def warmup_epochs(warmup: float, epochs: int) -> int:
+    """The epochs that the linear warm-up spans (whole or in part): no candidates for best/ or stopping."""
+    return min(math.ceil(warmup * epochs), epochs - 1) if warmup else 0  # the last epoch always competes
+
+
 def lr_factor(step: int, total_steps: int, warmup: float, schedule: str) -> float:
     """The multiple of the peak LR for optimiser step `step` (0-based) of `total_steps`.
 
@@ -121,11 +126,16 @@ class StopVerdict:
     reason: str = field(default="")
 
 
-def early_stop(val_losses: list[float | None], patience: int | None, min_delta: float) -> StopVerdict:
+def early_stop(val_losses: list[float | None], patience: int | None, min_delta: float,
+               warmup_epochs: int = 0) -> StopVerdict:
     """Stop once `patience` epochs in a row failed to lower the best validation loss by more than
-    `min_delta`. An epoch without a validation loss (None) counts as no improvement."""
+    `min_delta`. An epoch without a validation loss (None) counts as no improvement. The first
+    `warmup_epochs` neither count nor compete: a barely trained model can score a lucky validation loss
+    near chance, and on a few dozen trials that stopped folds at the end of their warm-up."""
     best, best_epoch, waited = math.inf, 0, 0
     for epoch, loss in enumerate(val_losses, start=1):
+        if epoch <= warmup_epochs:
+            continue
         if loss is not None and loss < best - min_delta:
             best, best_epoch, waited = loss, epoch, 0
         else:

@@ -57,7 +57,7 @@ from .events import EpochMetrics, FoldPlan, OnEpoch, epoch_line
 from ..precision import autocast, recorded_precision, resolve_precision
 from .inference import prefetch
 from .progress import Advance, fold_progress
-from .recipe import PAPER, StopVerdict, early_stop, lr_factor
+from .recipe import PAPER, StopVerdict, early_stop, lr_factor, warmup_epochs
 from .run_folder import FoldFolder, RunFolder
 from .sampler import DynamicSampler, rank_share
 from .splits import DatasetFolds, Split, dataset_folds, fold_numbers, split_for
@@ -266,6 +266,7 @@ class FoldTrainer:
         self.augment = ctx.cfg.augmentations()
         self.sfreq = [float(c.info.get("sfreq", 0.0)) for c in ctx.caches.values()]
         self.total_steps = self.sampler.steps_per_epoch() * ctx.cfg.epochs
+        self.warmup_epochs = warmup_epochs(ctx.cfg.warmup or 0.0, ctx.cfg.epochs)
 
     @property
     def plan(self) -> FoldPlan:
@@ -346,7 +347,8 @@ class FoldTrainer:
         return d, n_mine, scale, x, lengths, self.labels[name][rows]
 
     def _stop_verdict(self) -> StopVerdict:
-        return early_stop(self.val_losses, self.cfg.patience or None, self.cfg.min_delta or 0.0)
+        return early_stop(self.val_losses, self.cfg.patience or None, self.cfg.min_delta or 0.0,
+                          self.warmup_epochs)
 
     def _lr_at(self, step: int) -> float:
         return self.cfg.lr * lr_factor(step, self.total_steps, self.cfg.warmup or 0.0, self.cfg.schedule or "constant")
@@ -407,7 +409,8 @@ class FoldTrainer:
     def _finish_epoch(self, epoch: int, stats: np.ndarray, val: dict, elapsed: float, in_sync: bool,
                       plan: FoldPlan, lr: float, verdict: StopVerdict) -> None:
         row = self._metrics_row(epoch, stats, val, elapsed, lr)
-        improved = row["val_loss"] is not None and row["val_loss"] < self.best_val
+        improved = (row["val_loss"] is not None and row["val_loss"] < self.best_val
+                    and epoch > self.warmup_epochs)
         if improved:
             self.best_val, self.best_epoch = row["val_loss"], epoch
         row.update(best_epoch=self.best_epoch, ranks_in_sync=in_sync)
