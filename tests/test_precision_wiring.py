@@ -31,7 +31,8 @@ def no_native_bf16(monkeypatch):
 
 
 def train(data, run, *extra):
-    return runner.invoke(app, ["train", "--data", str(data), "--out", str(run), *TINY, *extra])
+    # the paper recipe: its constant learning rate lets a resumed run grow --epochs
+    return runner.invoke(app, ["train", "--data", str(data), "--out", str(run), "--recipe", "paper", *TINY, *extra])
 
 
 def checkpoint_meta(run: Path) -> dict:

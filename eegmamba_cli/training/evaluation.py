@@ -105,7 +105,7 @@ def _evaluate(cfg: EvalConfig, run_folder: RunFolder, run: dict, device: torch.d
         _check_protocol(folder, meta, settings)
         trained = folder.epochs_trained()
         trained = meta.get("epoch", 0) if trained is None else trained
-        if trained < train_cfg["epochs"]:
+        if trained < train_cfg["epochs"] and not folder.stopped_early():
             console.print(f"[yellow]warning:[/] {folder.path}: trained {trained} of {train_cfg['epochs']} epochs "
                           "so far")
         for d, record in enumerate(meta["datasets"]):

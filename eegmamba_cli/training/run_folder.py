@@ -104,6 +104,11 @@ class FoldFolder:
         """The epoch of last/ (None without one)."""
         return ckpt.read_meta(self.last)[1].get("epoch", 0) if self.last.is_dir() else None
 
+    def stopped_early(self) -> bool:
+        """Whether the fold's last metrics row says early stopping ended it (it is then complete)."""
+        rows = self.read_metrics(before_epoch=10**9)
+        return bool(rows and rows[-1].get("stopped"))
+
     def temporary(self, which: Path, epoch: int) -> Path:
         """Where a checkpoint for `which` is written before `checkpoint.publish` renames it into place."""
         return self.path / f".tmp-{which.name}-{epoch}"
