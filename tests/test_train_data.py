@@ -86,8 +86,9 @@ def test_one_subject_falls_back_to_events_for_validation(tmp_path):
 def test_protocol_table_derives_run_and_event_and_uses_them_when_present(caches):
     _, _, _, c = caches
     table = protocol_table(c)
-    assert (table["run"] == c.manifest["recording"]).all()
-    assert table["event"].nunique() == len(c)  # without an event column every window is its own event
+    # a cache written without run/event columns reads as one run per recording file and one event per window
+    assert (table["run"] == c.manifest["run"]).all() and table["run"].nunique() == 1
+    assert table["event"].nunique() == len(c)
     manifest = c.manifest.copy()
     c.manifest = manifest.assign(run="r1", event=manifest["window"] // 2)  # two windows per event
     try:

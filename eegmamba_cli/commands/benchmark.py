@@ -119,11 +119,15 @@ def _speed_section(out: Path, quick: bool, threads: int | None) -> None:
 
     from ..bench.speed import benchmark_speed
 
+    before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     precisions = ("fp32",) if quick else ("fp32", "bf16")  # bf16 on CPU: see eegmamba_cli.precision
-    _rows_section(out / "speed.csv", "Model speed (windows/s, median of repeats)",
-                  lambda: benchmark_speed(quick=quick, precisions=precisions))
+    try:
+        _rows_section(out / "speed.csv", "Model speed (windows/s, median of repeats)",
+                      lambda: benchmark_speed(quick=quick, precisions=precisions))
+    finally:  # the caller's thread count (a library caller's later runs must not change their bits)
+        torch.set_num_threads(before)
 
 
 def _predict_section(out: Path, quick: bool, threads: int | None) -> None:
