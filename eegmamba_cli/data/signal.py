@@ -1,6 +1,6 @@
 """Signal helpers of the preprocessing pipeline: band-pass, rational resampling to 200 Hz, z-score.
 
-Choices (EEGMAMBA.md §11, decision 14), and why:
+Choices (docs/design.md#passband-and-sampling-rate), and why:
 
 * Zero-phase Butterworth of order 4 as second-order sections (`butter(..., output='sos')` +
   `sosfiltfilt`): SOS stays stable for a 0.1 Hz edge at 512 Hz, where the transfer-function form does

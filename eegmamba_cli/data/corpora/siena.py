@@ -42,9 +42,9 @@ CORRECTIONS: tuple[Correction, ...] = (
     Correction("file", r"PNO(\d.*)", r"PN0\1", "letter O typed for a zero (PNO6-...)"),
     Correction("file", r"PN11-\.edf", "PN11-1.edf", "file number missing"),
     Correction("time", r"1 6\.49\.25", "16.49.25", "stray space (PN10)"),
-    Correction("time", r"(\S+)\s+opure\s+\S+", r"\1", "'opure' (oppure, 'or'): the first time [D]"),
+    Correction("time", r"(\S+)\s+opure\s+\S+", r"\1", "'opure' (oppure, 'or'): the first time (our choice)"),
     Correction("time", r".*?(\d{1,2}[.:]\d{1,2}[.:]\d{1,2})\s*\(ELECTRIC ONSET\).*", r"\1",
-               "clinical and electric onsets listed: the electric onset [D]"),
+               "clinical and electric onsets listed: the electric onset (our choice)"),
     Correction("end", r"19\.29\.29", "18.29.29", "listed end falls after the recording; meant 18.29.29",
                file="PN00-3.edf"),
 )
