@@ -188,10 +188,10 @@ def test_evaluate_peers_without_the_extra_is_one_line(held_out_run, monkeypatch)
     from eegmamba_cli.training import peer_report
     from eegmamba_cli.training.peers import PeersUnavailable
 
-    def missing(name):
-        raise PeersUnavailable(f'peer {name} needs aeon (aeon could not be imported); pip install "eegmamba[peers]"')
+    def missing(peers=("minirocket",)):
+        raise PeersUnavailable(f'peer {peers[0]} needs aeon (aeon could not be imported); pip install "eegmamba[peers]"')
 
-    monkeypatch.setattr(peer_report, "_builder", missing)
+    monkeypatch.setattr(peer_report, "builders_for", missing)
     before = sorted(p.name for p in held_out_run.iterdir())
     result = runner.invoke(app, ["evaluate", str(held_out_run), "--device", "cpu", "--peers"])
     assert result.exit_code == 1, result.output

@@ -20,7 +20,7 @@ from ..data.cache import WindowCache
 from ..fileio import atomic_write_bytes, atomic_writer
 from .metrics import mean_std
 from .paper import DISPLAY_NAMES
-from .peers import PEERS, PeersUnavailable, _builder, run_peers
+from .peers import PeersUnavailable, builders_for, run_peers
 from .protocols import Fold
 from .run_folder import RunFolder
 from .splits import DatasetFolds
@@ -33,8 +33,7 @@ EEGMAMBA = "eegmamba"
 def check_peers_installed() -> None:
     """One line naming the extra when a peer's library is missing."""
     try:
-        for name in PEERS:
-            _builder(name)
+        builders_for()
     except PeersUnavailable as err:
         raise UserError(f"evaluate --peers: {err}") from None
 

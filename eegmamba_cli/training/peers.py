@@ -38,7 +38,7 @@ def run_peers(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold], class_names: 
               seed: int = 0, peers: Sequence[str] = PEERS) -> pd.DataFrame:
     """One row per (peer, fold) with RESULT_COLUMNS, for windows `X` (N, C, T) and class codes `y` (N,)."""
     X, y = _check_inputs(X, y, folds, class_names, peers)
-    builders = {name: _builder(name) for name in peers}  # every missing library is reported before any fit
+    builders = builders_for(peers)  # every missing library is reported before any fit
     labels = list(range(len(class_names)))
     rows = []
     for name in peers:
@@ -80,6 +80,11 @@ def _check_inputs(X, y, folds, class_names, peers) -> tuple[np.ndarray, np.ndarr
         if len(fold.test) == 0 or len(classes) < 2:
             raise ValueError(f"fold {fold.number}: needs test windows and at least two classes to train on")
     return X, y
+
+
+def builders_for(peers: Sequence[str] = PEERS) -> dict[str, Callable[[int], object]]:
+    """The model builder of each peer; PeersUnavailable names the extra when a library is missing."""
+    return {name: _builder(name) for name in peers}
 
 
 def _builder(name: str) -> Callable[[int], object]:
