@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..console import console, handle_errors
+from ..console import UserError, console, handle_errors
 from .options import PRECISION_HELP, Ablation, Device, Precision, Select, settings_as_flags
 
 
@@ -30,6 +30,12 @@ class Recipe(str, Enum):  # training.recipe.RECIPE_CHOICES (importing it would l
 class Schedule(str, Enum):  # training.recipe.SCHEDULES
     constant = "constant"
     cosine = "cosine"
+
+
+class Freeze(str, Enum):  # training.config.FREEZE_CHOICES
+    none = "none"
+    backbone = "backbone"
+    tokenizer = "tokenizer"
 
 
 class Preset(str, Enum):
@@ -96,10 +102,23 @@ def main(
              "(0 to 0.5) [default: the recipe's: paper 0.1, small 0.2].")] = None,
     grad_clip: Annotated[Optional[float], typer.Option(
         help="Clip the global gradient norm to this value (default: off, as in the paper).")] = None,
+    train_fraction: Annotated[Optional[float], typer.Option(
+        help="Train on this share of each fold's training windows (per class, drawn by --seed); validation "
+             "and test windows are untouched. For learning curves.")] = None,
+    init_from: Annotated[Optional[Path], typer.Option(
+        help="Fine-tune: start from a trained run (its best fold), fold or checkpoint folder, or an "
+             "`eegmamba export` folder. Its architecture replaces the recipe's; datasets it knows keep their "
+             "heads, new ones get fresh ones. See docs/commands/train.md#fine-tuning.")] = None,
+    freeze: Annotated[Freeze, typer.Option(
+        help="With --init-from: shared parts that do not learn: backbone (tokenizer, class token, blocks, "
+             "final norm: only the per-dataset parts train) or tokenizer.")] = Freeze.none,
+    pretrained_lr_factor: Annotated[float, typer.Option(
+        help="With --init-from: learning-rate multiplier for the loaded parts (e.g. 0.1).")] = 1.0,
 ) -> None:
     """Train EEGMamba on preprocessed caches, fold by fold; also runs under `torchrun` (DDP)."""
     from ..training.data import default_cache_root
     from ..training.trainer import TrainConfig, train
+    from ..training.transfer import TransferError
 
     cfg = TrainConfig(out=out, tasks=tasks, data=data if data is not None else default_cache_root(), fold=fold,
                       preset=preset.value, ablations=tuple(a.value for a in ablation or ()), recipe=recipe.value,
@@ -111,9 +130,14 @@ def main(
                       grad_clip=grad_clip,
                       protocol=protocol.value if protocol else ("held-out" if test_subjects or test_sessions
                                                                 else "subject-kfold"),
-                      n_folds=folds, test_subjects=_names(test_subjects), test_sessions=_names(test_sessions))
+                      n_folds=folds, test_subjects=_names(test_subjects), test_sessions=_names(test_sessions),
+                      train_fraction=train_fraction, init_from=init_from, freeze=freeze.value,
+                      pretrained_lr_factor=pretrained_lr_factor)
     with settings_as_flags(ablations="--ablation", n_folds="--folds"):
-        folds = train(cfg)
+        try:
+            folds = train(cfg)
+        except TransferError as err:
+            raise UserError(f"--init-from {init_from}: {err}") from None
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 talks
         console.print(f"trained fold(s) {', '.join(map(str, folds))} into {out}; "
                       f"next: eegmamba evaluate {out}")

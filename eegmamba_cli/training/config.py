@@ -23,7 +23,9 @@ SINGLE_TASK_PRESETS = ("single-task", "singletask")
 
 # Settings that came with recipes, at the paper recipe's values: the values runs before them trained with.
 RESUME_KEY_DEFAULTS = dict(recipe=PAPER.name, schedule=PAPER.schedule, warmup=PAPER.warmup, patience=0,
-                           min_delta=PAPER.min_delta, augmentations=None, grad_clip=None)
+                           min_delta=PAPER.min_delta, augmentations=None, grad_clip=None,
+                           init_from=None, freeze="none", pretrained_lr_factor=1.0, train_fraction=None)
+FREEZE_CHOICES = ("none", "backbone", "tokenizer")  # transfer.FREEZE (importing it here would load torch)
 
 
 @dataclass
@@ -63,11 +65,17 @@ class TrainConfig:
     n_folds: int | None = None  # for subject-kfold and within-subject; None: 5 (or the corpus's fixed folds)
     test_subjects: tuple[str, ...] = ()  # held-out: the test part
     test_sessions: tuple[str, ...] = ()  # held-out or cross-session: the test part
+    train_fraction: float | None = None  # a class-stratified share of each fold's training windows; None: all
+    # Fine-tuning (training/transfer.py): start from a trained run, fold, checkpoint or exported model folder
+    init_from: Path | None = None
+    freeze: str = "none"  # none | backbone | tokenizer: shared parts that do not learn
+    pretrained_lr_factor: float = 1.0  # learning-rate multiplier of the parts loaded from init_from
 
     def to_json(self) -> dict:
         d = asdict(self)
         d.update(out=str(self.out), data=str(self.data), ablations=list(self.ablations),
-                 test_subjects=list(self.test_subjects), test_sessions=list(self.test_sessions))
+                 test_subjects=list(self.test_subjects), test_sessions=list(self.test_sessions),
+                 init_from=None if self.init_from is None else str(self.init_from))
         return d
 
     def resume_key(self) -> dict:
@@ -125,6 +133,14 @@ class TrainConfig:
             raise ConfigError("{grad_clip} must be a finite number > 0", got=self.grad_clip)
         if self.val_fraction is not None and not 0 <= self.val_fraction <= MAX_VAL_FRACTION:
             raise ConfigError(f"{{val_fraction}} must be a fraction from 0 to {MAX_VAL_FRACTION}", got=self.val_fraction)
+        if self.train_fraction is not None and not 0 < self.train_fraction <= 1:
+            raise ConfigError("{train_fraction} must be a fraction in (0, 1]", got=self.train_fraction)
+        if self.freeze not in FREEZE_CHOICES:
+            raise ConfigError(f"{{freeze}} must be one of {', '.join(FREEZE_CHOICES)}", got=repr(self.freeze))
+        if not 0 < self.pretrained_lr_factor < math.inf:
+            raise ConfigError("{pretrained_lr_factor} must be a finite number > 0", got=self.pretrained_lr_factor)
+        if self.init_from is None and (self.freeze != "none" or self.pretrained_lr_factor != 1.0):
+            raise ConfigError("{freeze} and {pretrained_lr_factor} apply to a fine-tune; give {init_from} too")
         if self.n_folds is not None and self.n_folds < 2:
             raise ConfigError("{n_folds} must be at least 2", got=self.n_folds)
         self.split_protocol()

@@ -69,8 +69,11 @@ class DatasetFolds:
 
 
 def dataset_folds(cache: WindowCache, protocol: Protocol, *, max_windows: int | None = None,
-                  fixed_folds: bool | None = None) -> DatasetFolds:
-    """Every fold of `cache` under `protocol`; a table that cannot give sound folds is one line naming it."""
+                  fixed_folds: bool | None = None, train_fraction: float | None = None) -> DatasetFolds:
+    """Every fold of `cache` under `protocol`; a table that cannot give sound folds is one line naming it.
+
+    `train_fraction`: keep that share of each fold's training windows, per class (learning curves);
+    validation and test windows are untouched."""
     table = protocol_table(cache, fixed_folds=fixed_folds)
     try:
         folds = make_folds(protocol, table)
@@ -82,6 +85,9 @@ def dataset_folds(cache: WindowCache, protocol: Protocol, *, max_windows: int | 
         # Subsampling for quick runs draws from its own generator so the split itself does not depend on it.
         rng = epoch_rng(protocol.seed, f.number, _stable_key(cache.name), 1)
         rows = {k: _cap(getattr(f, k), max_windows, rng) for k in ("train", "val", "test")}
+        if train_fraction is not None and train_fraction < 1:
+            rows["train"] = stratified_share(rows["train"], table["label"].to_numpy(), train_fraction,
+                                             epoch_rng(protocol.seed, f.number, _stable_key(cache.name), 2))
         splits[f.number] = Split(**rows, holds_out=f.holds_out,
                                  subjects={k: sorted(set(subjects[v].tolist())) for k, v in rows.items()})
     return DatasetFolds(splits, describe(protocol, folds))
@@ -101,6 +107,15 @@ def fold_numbers(per_dataset: dict[str, DatasetFolds]) -> list[int]:
 
 def _stable_key(name: str) -> int:
     return zlib.crc32(name.encode())  # Python's hash() is salted per process; this is not
+
+
+def stratified_share(rows: np.ndarray, labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """`fraction` of `rows`, drawn per class (at least one window of each class present), ascending."""
+    kept = []
+    for label in np.unique(labels[rows]):
+        of_class = rows[labels[rows] == label]
+        kept.append(rng.choice(of_class, size=max(1, round(fraction * len(of_class))), replace=False))
+    return np.sort(np.concatenate(kept)).astype(np.int64) if kept else rows.astype(np.int64)
 
 
 def _cap(rows: np.ndarray, limit: int | None, rng: np.random.Generator) -> np.ndarray:

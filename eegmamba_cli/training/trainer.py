@@ -60,6 +60,7 @@ from .progress import Advance, fold_progress
 from .recipe import PAPER, StopVerdict, early_stop, lr_factor, warmup_epochs
 from .run_folder import FoldFolder, RunFolder
 from .sampler import DynamicSampler, rank_share
+from . import transfer
 from .splits import DatasetFolds, Split, dataset_folds, fold_numbers, split_for
 from .seeding import derive_seed
 from .validation import selection_loss, validation_sums
@@ -73,13 +74,16 @@ def unwrap(model: torch.nn.Module) -> EEGMamba:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def make_optimizer(model: EEGMamba, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    return torch.optim.AdamW(model.param_groups(weight_decay), lr=lr, betas=ADAMW_BETAS, eps=ADAMW_EPS)
+def make_optimizer(model: EEGMamba, lr: float, weight_decay: float,
+                   groups: list[dict] | None = None) -> torch.optim.AdamW:
+    """AdamW over `groups` (default: the model's decay / no-decay groups)."""
+    return torch.optim.AdamW(groups or model.param_groups(weight_decay), lr=lr, betas=ADAMW_BETAS, eps=ADAMW_EPS)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """`lr` in every group, times the group's `lr_scale` (a fine-tune's pretrained parts: transfer.py)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
@@ -116,6 +120,8 @@ class RunContext:
     on_epoch: OnEpoch | None = None  # None: print each epoch's line
     quiet: bool = False  # no fold descriptions, resume notes or progress bar
     recipe_choice: dict | None = None  # asked, chosen, why, the recipe's values (run.json)
+    parent: transfer.Parent | None = None  # the model a fine-tune starts from (--init-from)
+    lineage: dict | None = None  # transfer.lineage: parent sha256, parts loaded / new / frozen
 
     @property
     def names(self) -> list[str]:
@@ -137,7 +143,7 @@ class RunContext:
         return dict(config=self.cfg.to_json(), recipe=self.recipe_choice, model_config=self.mconfig.to_dict(),
                     datasets=[dataset_record(c) for c in self.caches.values()],
                     device=str(self.device), precision=self.precision, world_size=self.dist.world_size,
-                    environment=environment())
+                    environment=environment(), **({"lineage": self.lineage} if self.lineage else {}))
 
 
 def train(cfg: TrainConfig, on_epoch: OnEpoch | None = None, quiet: bool = False) -> list[int]:
@@ -148,6 +154,9 @@ def train(cfg: TrainConfig, on_epoch: OnEpoch | None = None, quiet: bool = False
     cfg.validate()
     caches = resolve_datasets(cfg.tasks, Path(cfg.data))
     check_dataset_count(cfg, list(caches))
+    parent = transfer.read_parent(cfg.init_from) if cfg.init_from is not None else None
+    if parent is not None:  # before the recipe fills d_model/layers: only what the user asked is checked
+        transfer.architecture(parent, cfg.d_model, cfg.layers)
     # The recipe is chosen from the training windows per fold, which depend on the validation share; it is
     # counted with the paper's share and the folds are made again if the chosen recipe holds out another.
     counting = replace(cfg, val_fraction=PAPER.val_fraction if cfg.val_fraction is None else cfg.val_fraction)
@@ -157,16 +166,25 @@ def train(cfg: TrainConfig, on_epoch: OnEpoch | None = None, quiet: bool = False
     cfg, recipe, why = resolve_recipe(cfg, lambda: training_windows(per_dataset))
     if cfg.val_fraction != counting.val_fraction:
         per_dataset = protocol_folds(cfg, caches)
+    lineage = None
+    if parent is not None:  # the checkpoint decides the architecture, whatever the recipe's width
+        cfg = replace(cfg, d_model=parent.config.d_model, layers=parent.config.n_layers)
+        why += f"; the architecture is {literal(parent.checkpoint)}'s (d_model {cfg.d_model}, layers {cfg.layers})"
+        lineage = transfer.lineage(parent, [dataset_spec(c) for c in caches.values()],
+                                   [dataset_record(c) for c in caches.values()], cfg.freeze, cfg.pretrained_lr_factor)
     choice = dict(asked=asked, chosen=recipe.name, why=why, values=recipe.to_json())
-    mconfig = model_config(cfg)
+    mconfig = model_config(cfg) if parent is None else transfer.transfer_config(parent, model_config(cfg))
     device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":
         torch.cuda.set_device(device)
     info = init_from_env(device)
     try:
-        ctx = RunContext(cfg, caches, mconfig, device, info, per_dataset, on_epoch, quiet, choice)
+        ctx = RunContext(cfg, caches, mconfig, device, info, per_dataset, on_epoch, quiet, choice, parent, lineage)
         with entered_on_main(ctx.run.lock("eegmamba train"), info, device):
             ctx.say(f"recipe: {recipe.name} ({why})")
+            if lineage is not None:
+                ctx.say(f"fine-tuning from {parent.checkpoint}: loaded {', '.join(lineage['loaded'])}; new "
+                        f"{', '.join(lineage['new']) or 'none'}; frozen {', '.join(lineage['frozen']) or 'none'}")
             if info.is_main:  # a killed run's atomic-writer temporaries (fold folders: FoldTrainer.run)
                 remove_stale_temporaries(cfg.out)
             check_same_protocol(ctx)
@@ -183,7 +201,8 @@ def train(cfg: TrainConfig, on_epoch: OnEpoch | None = None, quiet: bool = False
 
 def protocol_folds(cfg: TrainConfig, caches: dict[str, WindowCache]) -> dict[str, DatasetFolds]:
     protocol = cfg.split_protocol()
-    return {name: dataset_folds(cache, protocol, max_windows=cfg.max_windows_per_dataset)
+    return {name: dataset_folds(cache, protocol, max_windows=cfg.max_windows_per_dataset,
+                                train_fraction=cfg.train_fraction)
             for name, cache in caches.items()}
 
 
@@ -224,7 +243,8 @@ def fold_settings(ctx: RunContext, fold: int) -> dict:
                 model_config=ctx.mconfig.to_dict(), preset=ctx.cfg.preset, ablations=list(ctx.cfg.ablations),
                 datasets=[dataset_record(c) for c in ctx.caches.values()], seed=ctx.cfg.seed, fold=fold,
                 fold_seed=derive_seed(ctx.cfg.seed, fold), train=ctx.cfg.to_json(),
-                resume_key=ctx.cfg.resume_key(), precision=ctx.precision)
+                resume_key=ctx.cfg.resume_key(), precision=ctx.precision,
+                **({"lineage": ctx.lineage} if ctx.lineage else {}))
 
 
 def check_resumable(ctx: RunContext, fold: int) -> None:
@@ -235,8 +255,8 @@ def check_resumable(ctx: RunContext, fold: int) -> None:
     _, meta = ckpt.read_meta(found)
     meta = dict(meta, precision=recorded_precision(meta.get("precision"), ctx.device))
     mine = fold_settings(ctx, fold)
-    for key in ("resume_key", "datasets", "model_config", "fold", "precision"):
-        if meta.get(key) != mine[key]:
+    for key in ("resume_key", "datasets", "model_config", "fold", "precision", "lineage"):
+        if meta.get(key) != mine.get(key):
             diff = key
             if isinstance(mine[key], dict) and isinstance(meta.get(key), dict):
                 diff = next((k for k in mine[key] if meta[key].get(k) != mine[key][k]), key)
@@ -258,8 +278,15 @@ class FoldTrainer:
         if self.sampler.steps_per_epoch() == 0:
             raise UserError(f"fold {fold}: no training windows in {', '.join(ctx.names)}")
         torch.manual_seed(derive_seed(self.fold_seed, 0))  # initial weights depend on (seed, fold) only
-        self.model = EEGMamba(ctx.mconfig, [dataset_spec(c) for c in ctx.caches.values()]).to(ctx.device)
-        self.optimizer = make_optimizer(self.model, ctx.cfg.lr, ctx.cfg.weight_decay)
+        self.model = EEGMamba(ctx.mconfig, [dataset_spec(c) for c in ctx.caches.values()])
+        groups = None
+        if ctx.parent is not None:  # on the CPU, before the move: the parent's tensors are CPU tensors
+            kept = transfer.kept_datasets(ctx.parent, list(self.model.datasets),
+                                          [dataset_record(c) for c in ctx.caches.values()])
+            loaded = transfer.initialise(self.model, ctx.parent, kept, ctx.cfg.freeze)
+            groups = transfer.param_groups(self.model, ctx.cfg.weight_decay, loaded, ctx.cfg.pretrained_lr_factor)
+        self.model = self.model.to(ctx.device)
+        self.optimizer = make_optimizer(self.model, ctx.cfg.lr, ctx.cfg.weight_decay, groups)
         self.best_val, self.best_epoch, self.start_epoch = math.inf, 0, 1
         self.rows: list[dict] = []
         self.val_losses: list[float | None] = []  # per epoch, on every rank: what early stopping reads
