@@ -5,7 +5,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from . import __version__
-from .commands import benchmark, datasets, demo, download, evaluate, predict, preprocess, train
+from .commands import benchmark, datasets, demo, download, evaluate, export, predict, preprocess, train
 
 
 def _no_value_shown(param):
@@ -64,6 +64,7 @@ app.command("preprocess", cls=Command)(preprocess.main)
 app.command("train", cls=Command)(train.main)
 app.command("evaluate", cls=Command)(evaluate.main)
 app.command("predict", cls=Command)(predict.main)
+app.command("export", cls=Command)(export.main)
 app.command("demo", cls=Command)(demo.main)
 
 

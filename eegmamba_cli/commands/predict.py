@@ -14,7 +14,8 @@ from .options import PRECISION_HELP, Device, Precision, settings_as_flags
 def main(
     recording: Annotated[Path, typer.Argument(help="The recording: .edf, .bdf, .gdf or .fif.")],
     model: Annotated[Path, typer.Option("--model", "-m", help="A run folder (the --out of `train`), one of "
-                                        "its fold-K/ folders, or a checkpoint folder.")],
+                                        "its fold-K/ folders, a checkpoint folder, or an `eegmamba export` "
+                                        "folder.")],
     dataset: Annotated[Optional[str], typer.Option(help="The head to use, e.g. sleepedf or chbmit "
                                                         "(default: the model's only head).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Per-window predictions: .csv or .json "

@@ -22,7 +22,7 @@ from ..precision import resolve_precision
 from ..training.inference import probabilities, window_logits
 from .channels import ChannelMatcher, Source, read_channel_map
 from .model import Head
-from .recording import load_channels, open_recording
+from .recording import LazyChannels, load_channels, open_recording
 
 
 @dataclass
@@ -78,34 +78,52 @@ def prepare_windows(path: Path, head: Head, channel_map: Path | None = None) -> 
     """Match channels, read them lazily and run them through the shared pipeline, tiling the recording."""
     path = Path(path)
     rec, sources = match_channels(path, head, channel_map)
-    signals = load_channels(rec, sources)
+    return cut_windows(rec.name, rec.labels, sources, load_channels(rec, sources), head)
+
+
+def prepare_raw(raw, head: Head, name: str = "raw", channel_map: Path | None = None) -> Windows:
+    """An MNE Raw (the Python API's way in) through the same channel matching and pipeline as a file."""
+    labels = tuple(raw.ch_names)
+    mapping = read_channel_map(channel_map) if channel_map else None
+    sources = ChannelMatcher(labels, corpus_labels(head), mapping, source=name).match(head.info.channels)
+    return cut_windows(name, labels, sources, LazyChannels(raw, list(labels), sources, labels, name), head)
+
+
+def cut_windows(name: str, labels: tuple[str, ...], sources: list[Source], signals, head: Head) -> Windows:
+    """Signals (C, T) of the head's channels at their native rate -> the model's windows, tiling from 0 s."""
     sfreq, n = signals.sfreq, signals.shape[1]
     duration = n / sfreq if sfreq else 0.0
-    _check_rate(rec.name, sfreq, head)
+    _check_rate(name, sfreq, head)
     if duration < head.window_s:
-        raise UserError(f"{rec.name}: lasts {duration:g} s, shorter than one {head.window_s:g}-s "
+        raise UserError(f"{name}: lasts {duration:g} s, shorter than one {head.window_s:g}-s "
                         f"{head.name} window")
     starts = fixed_windows(duration, head.window_s)
     piece = Piece(signals, sfreq, [(float(s), 0) for s in starts])
     data, starts_s = preprocess_piece(piece, head.info, head.params, passband=head.passband(sfreq),
-                                      source=rec.name)
+                                      source=name)
     if len(data) == 0:  # resampling can round the length down by a sample; say so plainly
-        raise UserError(f"{rec.name}: no whole {head.window_s:g}-s window fits after resampling to 200 Hz")
-    return Windows(rec.labels, sources, sfreq, duration, data, starts_s)
+        raise UserError(f"{name}: no whole {head.window_s:g}-s window fits after resampling to 200 Hz")
+    return Windows(labels, sources, sfreq, duration, data, starts_s)
 
 
 def predict_recording(path: Path, head: Head, *, channel_map: Path | None = None, batch_size: int = 32,
                       device: torch.device | str = "cpu", precision: str = "auto") -> Prediction:
     """`precision`: fp32 | bf16 | auto, resolved for `device` by eegmamba_cli.precision."""
+    return predict_windows(Path(path), prepare_windows(path, head, channel_map), head, batch_size=batch_size,
+                           device=device, precision=precision)
+
+
+def predict_windows(source: Path, windows: Windows, head: Head, *, batch_size: int = 32,
+                    device: torch.device | str = "cpu", precision: str = "auto") -> Prediction:
+    """The head on prepared windows: one row per window (start, end, class, probabilities)."""
     precision = resolve_precision(precision, device)
-    windows = prepare_windows(path, head, channel_map)
     proba = classify(head, windows.data, batch_size, device, precision)
     table = window_table(windows.starts_s, head.window_s, proba, head.class_names)
     notes = []
     tail = windows.duration_s - (windows.starts_s[-1] + head.window_s)
     if tail > 1e-6:
         notes.append(f"the last {tail:.1f} s are shorter than one window and have no prediction")
-    return Prediction(Path(path), head, windows.labels, windows.sources, windows.sfreq, windows.duration_s,
+    return Prediction(source, head, windows.labels, windows.sources, windows.sfreq, windows.duration_s,
                       table, precision, notes)
 
 

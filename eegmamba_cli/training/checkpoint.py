@@ -38,6 +38,9 @@ from ..fileio import atomic_write_bytes, atomic_write_json, fsync_directory
 
 FORMAT = 1
 MODEL_FILE, META_FILE = "model.safetensors", "checkpoint.json"
+# An exported model folder (training/export.py) describes its weights in config.json instead, with the
+# same fields, so that everything that reads a checkpoint reads an export as well.
+EXPORT_META_FILE = "config.json"
 OPT_FILE, OPT_META_FILE = "optimizer.safetensors", "optimizer.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
 
@@ -135,13 +138,21 @@ def _checkpoint_dir(path: Path) -> Path:
     path = Path(path)
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise _refuse_pickle(path)
-    if path.is_file() and path.name in (MODEL_FILE, META_FILE):
+    if path.is_file() and path.name in (MODEL_FILE, META_FILE, EXPORT_META_FILE):
         path = path.parent
     if not path.is_dir():
         raise UserError(f"{path}: no such checkpoint folder")
-    if not (path / META_FILE).is_file():
+    if meta_file(path) is None:
         raise UserError(f"{path}: not an eegmamba checkpoint (no {META_FILE})")
     return path
+
+
+def meta_file(directory: Path) -> Path | None:
+    """The metadata file of a checkpoint folder (checkpoint.json) or an exported model (config.json)."""
+    for name in (META_FILE, EXPORT_META_FILE):
+        if (directory / name).is_file():
+            return directory / name
+    return None
 
 
 def _pickled_weights(directory: Path) -> Path | None:
@@ -197,17 +208,17 @@ def _tensors(directory: Path, name: str, meta: dict) -> dict[str, torch.Tensor]:
 
 def read_meta(path: str | Path) -> tuple[Path, dict]:
     directory = _checkpoint_dir(Path(path))
+    source = meta_file(directory)
     try:
-        meta = json.loads((directory / META_FILE).read_text())
+        meta = json.loads(source.read_text())
     except (OSError, ValueError) as err:
-        raise UserError(f"{directory / META_FILE}: unreadable ({err})") from None
+        raise UserError(f"{source}: unreadable ({err})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("model_config"), dict):
-        raise UserError(f"{directory / META_FILE}: not an eegmamba checkpoint of format {FORMAT}")
+        raise UserError(f"{source}: not an eegmamba checkpoint of format {FORMAT}")
     datasets = meta.get("datasets")
     if not isinstance(meta.get("epoch", 0), int) or not isinstance(datasets, list) or not datasets or not all(
             isinstance(d, dict) and {"name", "n_channels", "n_classes"} <= set(d) for d in datasets):
-        raise UserError(f"{directory / META_FILE}: damaged checkpoint metadata (datasets missing or epoch "
-                        "not a number)")
+        raise UserError(f"{source}: damaged checkpoint metadata (datasets missing or epoch not a number)")
     return directory, meta
 
 

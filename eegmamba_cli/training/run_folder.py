@@ -244,7 +244,8 @@ def is_fold_folder(path: Path) -> bool:
 def resolve_model(path: str | Path, fold: int | None = None) -> Path:
     """The checkpoint a model path stands for.
 
-    * a checkpoint folder (or a file in one, or a pickle file the loader may refuse): itself;
+    * a checkpoint folder (or a file in one, or a pickle file the loader may refuse), or an exported model
+      folder (`eegmamba export`): itself;
     * a fold folder: its best/ checkpoint when the run selects by validation loss and one exists, else
       last/ (the rule evaluate uses);
     * a run folder: fold `fold`, or else the fold whose chosen checkpoint has the lowest recorded
@@ -255,6 +256,8 @@ def resolve_model(path: str | Path, fold: int | None = None) -> Path:
     path = Path(path)
     pickle_file = path.suffix.lower() in ckpt.PICKLE_SUFFIXES and path.is_file()
     if (path / ckpt.META_FILE).is_file() or path.name == ckpt.META_FILE or pickle_file:
+        return path
+    if (path / ckpt.EXPORT_META_FILE).is_file() and (path / ckpt.MODEL_FILE).is_file():
         return path
     if not path.is_dir():
         raise UserError(f"{path}: no such model folder (expected a run folder, a fold folder or a checkpoint "
