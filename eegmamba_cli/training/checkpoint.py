@@ -199,6 +199,11 @@ def _read_verified(directory: Path, name: str, meta: dict) -> bytes:
     return data
 
 
+def model_bytes(directory: Path, meta: dict) -> bytes:
+    """The bytes of a checkpoint's model.safetensors, verified against its sha256 (for copying as is)."""
+    return _read_verified(directory, MODEL_FILE, meta)
+
+
 def _tensors(directory: Path, name: str, meta: dict) -> dict[str, torch.Tensor]:
     try:
         return st_load(_read_verified(directory, name, meta))

@@ -22,7 +22,7 @@ from pathlib import Path
 from .. import __version__
 from ..console import UserError
 from ..data.base import to_seconds
-from ..fileio import atomic_write_json, atomic_write_text
+from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from . import checkpoint as ckpt
 from .environment import environment
 from .run_folder import RunFolder, is_fold_folder, resolve_model
@@ -39,8 +39,9 @@ def export_model(run: str | Path, out: str | Path, fold: int | None = None) -> P
     run, out = Path(run), Path(out)
     checkpoint = resolve_model(run, fold)
     directory, meta = ckpt.read_meta(checkpoint)
-    weights = ckpt.load_state_dict(directory)  # verifies the sha256 and refuses pickles
-    del weights
+    if ckpt.MODEL_FILE not in meta.get("files", {}):
+        raise UserError(f"{directory}: has no {ckpt.MODEL_FILE} (only safetensors checkpoints are exported)")
+    weights = ckpt.model_bytes(directory, meta)  # sha256-verified
     _check_destination(out)
     record = _run_record(run, directory)
     config = export_config(meta, record, directory)
@@ -48,7 +49,7 @@ def export_model(run: str | Path, out: str | Path, fold: int | None = None) -> P
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
-        shutil.copyfile(directory / ckpt.MODEL_FILE, tmp / ckpt.MODEL_FILE)
+        atomic_write_bytes(tmp / ckpt.MODEL_FILE, weights)
         atomic_write_json(tmp / ckpt.EXPORT_META_FILE, config)
         atomic_write_text(tmp / CARD_FILE, model_card(config, _results(run, directory)))
         ckpt.publish(tmp, out)
