@@ -193,3 +193,13 @@ def test_train_fraction_is_stratified_reproducible_and_leaves_val_and_test(data)
     labels = cache.labels
     for k in range(3):
         assert (labels[part.train] == k).sum() == round(0.5 * (labels[full.train] == k).sum())
+
+
+def test_resuming_a_fine_tune_as_a_fresh_run_is_refused(data, parent, tmp_path):
+    run = tmp_path / "child"
+    train(_child(data, run, parent), quiet=True)
+    result = runner.invoke(app, ["train", "--data", str(data), "--out", str(run), "--tasks", "toya,toyb",
+                                 "--recipe", "paper", "--lr", "0.003", "--d-model", "16", "--layers", "1",
+                                 *CLI[:-4], "--epochs", "2", "--seed", "7"])
+    last = result.output.strip().splitlines()[-1]
+    assert result.exit_code == 1 and "was trained with other settings" in last, result.output

@@ -258,7 +258,7 @@ def check_resumable(ctx: RunContext, fold: int) -> None:
     for key in ("resume_key", "datasets", "model_config", "fold", "precision", "lineage"):
         if meta.get(key) != mine.get(key):
             diff = key
-            if isinstance(mine[key], dict) and isinstance(meta.get(key), dict):
+            if isinstance(mine.get(key), dict) and isinstance(meta.get(key), dict):
                 diff = next((k for k in mine[key] if meta[key].get(k) != mine[key][k]), key)
             raise ConfigError(f"{literal(found)}: was trained with other settings ({literal(diff)} differs); "
                               "start this fold over with {resume=False}, or train into another {out} folder")
