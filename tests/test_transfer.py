@@ -203,3 +203,17 @@ def test_resuming_a_fine_tune_as_a_fresh_run_is_refused(data, parent, tmp_path):
                                  *CLI[:-4], "--epochs", "2", "--seed", "7"])
     last = result.output.strip().splitlines()[-1]
     assert result.exit_code == 1 and "was trained with other settings" in last, result.output
+
+
+def test_cli_train_fraction_trains_on_the_share_and_records_it(data, tmp_path):
+    full, half = tmp_path / "full", tmp_path / "half"
+    args = ["train", "--data", str(data), "--tasks", "toyb", "--d-model", "16", "--layers", "1", "--recipe", "paper",
+            *CLI]
+    assert runner.invoke(app, [*args, "--out", str(full)]).exit_code == 0
+    result = runner.invoke(app, [*args, "--out", str(half), "--train-fraction", "0.5"])
+    assert result.exit_code == 0, result.output
+    sizes = {name: json.loads((run / "fold-1" / "run.json").read_text())["splits"]["toyb"]["sizes"]
+             for name, run in (("full", full), ("half", half))}
+    assert sizes["half"]["val"] == sizes["full"]["val"] and sizes["half"]["test"] == sizes["full"]["test"]
+    assert abs(sizes["half"]["train"] - sizes["full"]["train"] / 2) <= 2  # rounded per class
+    assert json.loads((half / "run.json").read_text())["config"]["train_fraction"] == 0.5
