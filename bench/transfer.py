@@ -126,7 +126,7 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xticks([10, 25, 100], ["10 %", "25 %", "100 %"])
     ax.set_xlabel("share of BCI IV 2a training windows (demo corpus)")
-    ax.set_ylabel("test balanced accuracy (mean ± std over folds)")
+    ax.set_ylabel("test balanced accuracy\n(mean ± std over folds)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
