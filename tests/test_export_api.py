@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
-from io import StringIO
 from pathlib import Path
 from types import SimpleNamespace
 
