@@ -364,6 +364,7 @@ class FoldTrainer:
         for d, n_mine, scale, x, lengths, y in prefetch(self._load, self._my_batches(epoch)):
             xt, yt = torch.from_numpy(x), torch.from_numpy(y).to(device)
             if self.augment.enabled:  # on the CPU, with the epoch's own generator
+                xt, lengths = self.augment.crop(xt, lengths, self.sfreq[d], augment_rng)
                 xt = self.augment(xt, self.sfreq[d], augment_rng)
             xt = xt.to(device)
             lt = None if lengths is None else torch.from_numpy(lengths).to(device)
