@@ -154,7 +154,7 @@ def train(cfg: TrainConfig, on_epoch: OnEpoch | None = None, quiet: bool = False
     per_dataset = protocol_folds(counting, caches)
     folds = parse_folds(cfg.fold, fold_numbers(per_dataset))
     asked = cfg.recipe
-    cfg, recipe, why = resolve_recipe(cfg, lambda: training_windows(per_dataset))
+    cfg, recipe, why = resolve_recipe(cfg, lambda: training_windows(per_dataset), len(caches))
     if cfg.val_fraction != counting.val_fraction:
         per_dataset = protocol_folds(cfg, caches)
     choice = dict(asked=asked, chosen=recipe.name, why=why, values=recipe.to_json())
