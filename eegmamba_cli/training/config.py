@@ -185,7 +185,7 @@ def resolve_recipe(cfg: TrainConfig, count_train_windows: Callable[[], int],
                        **{k: v for k, v in from_recipe.items() if getattr(cfg, k) is None})
     if cfg.preset is None:
         resolved.preset = recipe.preset if n_datasets == 1 else "multitask"
-        why += f"; {resolved.preset} preset ({'one dataset' if n_datasets == 1 else f'{n_datasets} datasets'})"
+        why += f"; {resolved.preset} preset for {'one dataset' if n_datasets == 1 else f'{n_datasets} datasets'}"
     if given:
         why += "; given instead of the recipe's: " + ", ".join(given)
     resolved.validate()
