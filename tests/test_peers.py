@@ -16,7 +16,8 @@ import pytest
 
 from eegmamba_cli.training import peers as peers_module
 from eegmamba_cli.training.peer_process import run_peers_in_child
-from eegmamba_cli.training.peers import INSTALL_HINT, PEERS, RESULT_COLUMNS, PeersUnavailable, check_installed, run_peers
+from eegmamba_cli.training.peers import (INSTALL_HINT, PEERS, RESULT_COLUMNS, PeersUnavailable, check_installed,
+                                         run_peers)
 
 PEER_LIBRARIES = ("aeon", "pyriemann", "numba")
 from eegmamba_cli.training.protocols import Protocol, make_folds
@@ -134,7 +135,8 @@ def test_child_errors_come_back_as_one_line(fake_child):
     command, _ = fake_child
     X, y = covariance_classes(n_per_class=6)
     folds = make_folds(Protocol("within-subject", n_folds=2), trials_table(y))
-    with pytest.raises(PeersUnavailable, match=r'^peer riemann needs pyriemann \(pyriemann could not be imported\); pip install "eegmamba\[peers\]"$'):
+    with pytest.raises(PeersUnavailable, match=r'^peer riemann needs pyriemann \(pyriemann could not be imported\); '
+                                               r'pip install "eegmamba\[peers\]"$'):
         run_peers_in_child(X, y, folds, ["a", "b"], peers=["riemann"], command=command)
     with pytest.raises(ValueError, match=r"^unknown peer\(s\) lda; choose from minirocket, riemann$"):
         run_peers_in_child(X, y, folds, ["a", "b"], peers=["lda"])  # the real child

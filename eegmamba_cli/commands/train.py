@@ -103,7 +103,8 @@ def main(
     from ..training.trainer import TrainConfig, train
 
     cfg = TrainConfig(out=out, tasks=tasks, data=data if data is not None else default_cache_root(), fold=fold,
-                      preset=preset.value if preset else None, ablations=tuple(a.value for a in ablation or ()), recipe=recipe.value,
+                      preset=preset.value if preset else None, ablations=tuple(a.value for a in ablation or ()),
+                      recipe=recipe.value,
                       d_model=d_model, layers=layers, epochs=epochs, batch_size=batch_size, lr=lr,
                       schedule=schedule.value if schedule else None, warmup=warmup, weight_decay=weight_decay,
                       patience=patience, augment=augment, balance_weight=balance_weight, z_weight=z_weight,

@@ -2,8 +2,8 @@
 
 Each maps x (B, C, L) to a new tensor of the same shape and is the identity at strength 0 (without drawing
 a random number); `random_crop`, applied first, shortens the batch instead (the model takes any length, so
-evaluation and prediction keep reading whole windows). The generator is the caller's: the trainer seeds one per (fold, epoch, rank), so a
-resumed run draws the same augmentations as an uninterrupted one.
+evaluation and prediction keep reading whole windows). The generator is the caller's: the trainer seeds
+one per (fold, epoch, rank), so a resumed run draws the same augmentations as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ def random_crop(x: torch.Tensor, lengths: np.ndarray | None, crop: int,
                 generator: torch.Generator) -> tuple[torch.Tensor, np.ndarray | None]:
     """Cut `crop` samples off each window, at a random split between its start and its end.
 
-    x (B, C, L) with valid samples `lengths` (B,) (None: all L) -> (B, C, L - crop) and lengths - crop. Unlike a zero-filled shift, every sample the model sees is signal, and
-    the event's timing varies by up to `crop` samples. No window loses more than half its samples (a padded
-    batch's short members), and a batch narrower than 2 x crop is left whole."""
+    x (B, C, L) with valid samples `lengths` (B,) (None: all L) -> (B, C, L - crop) and lengths - crop.
+    Unlike a zero-filled shift, every sample the model sees is signal, and the event's timing varies by up
+    to `crop` samples. No window loses more than half its samples (a padded batch's short members), and a
+    batch narrower than 2 x crop is left whole."""
     b, c, length = x.shape
     if crop <= 0 or 2 * crop >= length:
         return x, lengths
@@ -81,7 +82,8 @@ class Augmentations:
 
     @property
     def enabled(self) -> bool:
-        return any(v > 0 for v in (self.crop_s, self.time_shift_s, self.amplitude_spread, self.channel_drop_p, self.noise_std))
+        return any(v > 0 for v in (self.crop_s, self.time_shift_s, self.amplitude_spread, self.channel_drop_p,
+                                   self.noise_std))
 
     def crop(self, x: torch.Tensor, lengths: np.ndarray | None, sfreq: float,
              generator: torch.Generator) -> tuple[torch.Tensor, np.ndarray | None]:
