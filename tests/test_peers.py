@@ -1,15 +1,25 @@
 """Peer baselines (MiniRocket, Riemannian tangent space) on the same windows and folds as EEGMamba.
 
-Tests that fit a peer skip cleanly without the optional `peers` extra."""
+Tests that fit a peer skip cleanly without the optional `peers` extra. They fit them through
+`run_peers_in_child`, as `evaluate --peers` does: importing aeon / numba into the test process would change
+the numerics of the torch tests that run after them."""
 from __future__ import annotations
 
+import os
 import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from eegmamba_cli.training.peers import PEERS, RESULT_COLUMNS, PeersUnavailable, run_peers
+from eegmamba_cli.training import peers as peers_module
+from eegmamba_cli.training.peer_process import run_peers_in_child
+from eegmamba_cli.training.peers import (INSTALL_HINT, PEERS, RESULT_COLUMNS, PeersUnavailable, check_installed,
+                                         run_peers)
+
+PEER_LIBRARIES = ("aeon", "pyriemann", "numba")
 from eegmamba_cli.training.protocols import Protocol, make_folds
 
 
@@ -42,7 +52,9 @@ def covariance_classes(n_per_class=24, n_channels=4, n_samples=256, seed=0):
 def test_peers_separate_spatial_covariance_classes(peers_installed):
     X, y = covariance_classes()
     folds = make_folds(Protocol("within-subject", n_folds=3, seed=0), trials_table(y))
-    result = run_peers(X, y, folds, ["a", "b"], seed=0)
+    before = _peer_modules()
+    result = run_peers_in_child(X, y, folds, ["a", "b"], seed=0)
+    assert _peer_modules() == before  # fitted in the child: nothing of theirs loaded here
     assert list(result.columns) == list(RESULT_COLUMNS)
     assert len(result) == len(PEERS) * len(folds)
     assert sorted(map(tuple, result[["peer", "fold"]].to_numpy().tolist())) == sorted(
@@ -58,16 +70,83 @@ def test_peers_separate_spatial_covariance_classes(peers_installed):
 def test_peers_are_reproducible_by_seed(peers_installed):
     X, y = covariance_classes(n_per_class=12, seed=1)
     folds = make_folds(Protocol("within-subject", n_folds=2, seed=0), trials_table(y))
-    runs = [run_peers(X, y, folds, ["a", "b"], seed=3, peers=["minirocket"]) for _ in range(2)]
+    runs = [run_peers_in_child(X, y, folds, ["a", "b"], seed=3, peers=["minirocket"]) for _ in range(2)]
     assert runs[0].accuracy.tolist() == runs[1].accuracy.tolist()
 
 
+def _peer_modules() -> set[str]:
+    return {m for m in sys.modules if m.split(".")[0] in PEER_LIBRARIES}
+
+
 def test_missing_extra_names_the_install_command(monkeypatch):
+    real = peers_module.importlib.util.find_spec
+    monkeypatch.setattr(peers_module.importlib.util, "find_spec", lambda name: None if name == "aeon" else real(name))
+    with pytest.raises(PeersUnavailable, match=r'^peer minirocket needs aeon \(aeon is not installed\); '
+                                               r'pip install "eegmamba\[peers\]"$'):
+        check_installed()
+
+
+def variance_peer(name):
+    """A stand-in for both peers that needs no extra: log-variance of each channel, logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    if name == "riemann":
+        raise PeersUnavailable(f"peer riemann needs pyriemann (pyriemann could not be imported); {INSTALL_HINT}")
+    return lambda seed: make_pipeline(FunctionTransformer(lambda X: np.log(X.var(axis=2))),
+                                      LogisticRegression(random_state=seed))
+
+
+@pytest.fixture
+def fake_child(tmp_path):
+    """A child command that runs peer_process.main with `variance_peer` as the builder and leaves its pid."""
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from pathlib import Path
+        from eegmamba_cli.training import peer_process, peers
+        from test_peers import variance_peer
+        Path({str(tmp_path / "pid")!r}).write_text(str(os.getpid()))
+        peers._builder = variance_peer
+        sys.exit(peer_process.main())
+    """))
+    return [sys.executable, str(script)], tmp_path / "pid"
+
+
+def test_child_process_gives_the_in_process_results(fake_child, monkeypatch):
+    command, pid_file = fake_child
+    X, y = covariance_classes(n_per_class=12, seed=2)
+    folds = make_folds(Protocol("within-subject", n_folds=3, seed=0), trials_table(y))
+    child = run_peers_in_child(X, y, folds, ["a", "b"], seed=1, peers=["minirocket"], command=command)
+    assert int(pid_file.read_text()) != os.getpid()
+    monkeypatch.setattr(peers_module, "_builder", variance_peer)
+    here = run_peers(X, y, folds, ["a", "b"], seed=1, peers=["minirocket"])
+    assert len(child) == 3 and child.fold.tolist() == [f.number for f in folds]
+    assert (child.n_test == [len(f.test) for f in folds]).all()
+    pd.testing.assert_frame_equal(child.drop(columns=["fit_seconds", "predict_seconds"]),
+                                  here.drop(columns=["fit_seconds", "predict_seconds"]))
+    assert child.accuracy.mean() >= 0.8  # the classes differ in channel variance; chance is 0.5
+    assert (child[["fit_seconds", "predict_seconds"]] >= 0).all().all()
+
+
+def test_child_errors_come_back_as_one_line(fake_child):
+    command, _ = fake_child
     X, y = covariance_classes(n_per_class=6)
     folds = make_folds(Protocol("within-subject", n_folds=2), trials_table(y))
-    monkeypatch.setitem(sys.modules, "aeon.classification.convolution_based", None)  # import now fails
-    with pytest.raises(PeersUnavailable, match=r'^peer minirocket needs aeon \(.*\); pip install "eegmamba\[peers\]"$'):
-        run_peers(X, y, folds, ["a", "b"])
+    with pytest.raises(PeersUnavailable, match=r'^peer riemann needs pyriemann \(pyriemann could not be imported\); '
+                                               r'pip install "eegmamba\[peers\]"$'):
+        run_peers_in_child(X, y, folds, ["a", "b"], peers=["riemann"], command=command)
+    with pytest.raises(ValueError, match=r"^unknown peer\(s\) lda; choose from minirocket, riemann$"):
+        run_peers_in_child(X, y, folds, ["a", "b"], peers=["lda"])  # the real child
+
+
+def test_a_crashed_child_is_a_runtime_error():
+    X, y = covariance_classes(n_per_class=6)
+    folds = make_folds(Protocol("within-subject", n_folds=2), trials_table(y))
+    with pytest.raises(RuntimeError, match=r"^the peer process failed \(exit 1\): .*SystemExit|boom"):
+        run_peers_in_child(X, y, folds, ["a", "b"], command=[sys.executable, "-c", "raise SystemExit('boom')"])
 
 
 @pytest.mark.parametrize("change,message", [
@@ -109,7 +188,7 @@ def test_eegmmidb_s001_imagined_left_right_within_subject(realdata, peers_instal
     assert table.groupby("run").label.sum().to_dict() == {"12": 8, "4": 7, "8": 7}  # right-hand cues per run
     folds = make_folds(Protocol("within-subject", seed=0), table)
     assert [len(f.test) for f in folds] == [9] * 5
-    result = run_peers(X, table.label.to_numpy(), folds, ["left", "right"], seed=0)
+    result = run_peers_in_child(X, table.label.to_numpy(), folds, ["left", "right"], seed=0)
     assert len(result) == 2 * 5
     assert (result.n_train == 36).all() and (result.n_test == 9).all()
     # Measured: MiniRocket 0.78, Riemannian 0.73 mean accuracy on raw 0-4 s windows (chance 0.51).

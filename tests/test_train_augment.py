@@ -1,11 +1,12 @@
 """The training augmentations: shapes, the identity at strength 0, the statistics they promise, seeding."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from eegmamba_cli.training.augment import (Augmentations, amplitude_scale, channel_dropout, gaussian_noise,
-                                           time_shift)
+                                           random_crop, time_shift)
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -89,3 +90,44 @@ def test_augmentations_compose_in_order_and_seconds_become_samples():
     assert torch.equal(aug(x, 200.0, g1), expected)  # 0.05 s at 200 Hz = 10 samples
     assert aug.enabled and not Augmentations().enabled
     assert Augmentations()(x, 200.0, gen(0)) is x
+
+
+def test_random_crop_keeps_contiguous_signal_at_every_offset():
+    length, crop = 50, 6
+    ramp = torch.arange(length, dtype=torch.float32)
+    x = ramp.expand(400, 2, length).clone()
+    out, lengths = random_crop(x, None, crop, gen(0))
+    assert out.shape == (400, 2, length - crop) and lengths is None
+    starts = out[:, 0, 0].long()
+    assert torch.equal(out, (starts[:, None, None] + torch.arange(length - crop)).float().expand(400, 2, -1))
+    assert set(starts.tolist()) == set(range(crop + 1))  # every offset, never past the end
+    again, _ = random_crop(x, None, crop, gen(0))
+    assert torch.equal(out, again)
+
+
+def test_random_crop_of_a_padded_batch_stays_inside_each_window():
+    x = torch.arange(40, dtype=torch.float32).expand(300, 1, 40).clone()
+    lengths = np.array([40, 30, 8] * 100)  # right-padded; the last is shorter than twice the crop
+    out, kept = random_crop(x, lengths, 10, gen(1))
+    assert out.shape == (300, 1, 30)
+    assert kept.tolist() == [30, 20, 4] * 100  # a short window loses at most half
+    for row, valid, k in zip(out[:, 0], lengths, kept):
+        first = int(row[0])
+        assert first + k <= valid  # the valid part is signal of the window, not its padding
+        assert torch.equal(row[:k], torch.arange(first, first + k, dtype=torch.float32))
+
+
+def test_random_crop_zero_or_too_wide_is_the_identity_and_draws_nothing():
+    x, g = batch(length=20), gen(3)
+    before = g.get_state()
+    for crop in (0, 10, 25):
+        out, lengths = random_crop(x, np.full(len(x), 20), crop, g)
+        assert out is x and lengths.tolist() == [20] * len(x)
+    assert torch.equal(g.get_state(), before)
+
+
+def test_augmentations_crop_in_seconds():
+    x = batch(length=200)
+    out, _ = Augmentations(crop_s=0.5).crop(x, None, 100.0, gen(0))
+    assert out.shape[-1] == 150
+    assert Augmentations(crop_s=0.5).enabled and not Augmentations().enabled

@@ -191,7 +191,7 @@ def test_evaluate_peers_without_the_extra_is_one_line(held_out_run, monkeypatch)
     def missing(peers=("minirocket",)):
         raise PeersUnavailable(f'peer {peers[0]} needs aeon (aeon could not be imported); pip install "eegmamba[peers]"')
 
-    monkeypatch.setattr(peer_report, "builders_for", missing)
+    monkeypatch.setattr(peer_report, "check_installed", missing)
     before = sorted(p.name for p in held_out_run.iterdir())
     result = runner.invoke(app, ["evaluate", str(held_out_run), "--device", "cpu", "--peers"])
     assert result.exit_code == 1, result.output

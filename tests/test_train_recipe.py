@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from eegmamba_cli.app import app
@@ -101,6 +102,28 @@ def test_small_recipe_batch_rule_and_values(tmp_path):
         "small", SMALL.lr, "cosine", SMALL.warmup, SMALL.weight_decay, SMALL.epochs, SMALL.patience,
         SMALL.d_model, SMALL.layers, SMALL.balance_weight, SMALL.z_weight)
     assert cfg.augmentations() == SMALL.augment and cfg.augmentations().enabled
+
+
+@pytest.mark.parametrize("asked,recipe,n_datasets,expected", [
+    (None, "small", 1, "single-task"),  # one dataset: no task for the experts to route by
+    (None, "small", 2, "multitask"),
+    (None, "paper", 1, "multitask"),  # the paper's recipe keeps the paper's model
+    ("multitask", "small", 1, "multitask"),  # a given preset wins
+])
+def test_preset_left_open_comes_from_the_recipe(tmp_path, asked, recipe, n_datasets, expected):
+    cfg, _, why = resolve_recipe(TrainConfig(out=tmp_path, recipe=recipe, preset=asked, batch_size=16), no_count,
+                                 n_datasets)
+    assert cfg.preset == expected
+    assert (f"{expected} preset" in why) == (asked is None)
+    assert model_config(cfg).use_moe == (expected == "multitask")
+
+
+def test_small_recipe_trains_on_random_crops(tmp_path):
+    cfg, _, _ = resolve_recipe(TrainConfig(out=tmp_path, recipe="small", batch_size=16), no_count)
+    aug = cfg.augmentations()
+    assert aug.crop_s == 0.5 and aug.time_shift_s == 0  # crops instead of a zero-filled shift
+    out, _ = aug.crop(torch.zeros(2, 3, 800), None, 200.0, torch.Generator().manual_seed(0))
+    assert out.shape == (2, 3, 700)
 
 
 def test_given_settings_override_the_recipe(tmp_path):

@@ -62,8 +62,9 @@ def main(
         help="held-out: the test subjects, comma-separated.")] = None,
     test_sessions: Annotated[Optional[str], typer.Option(
         help="held-out or cross-session: the test sessions (runs, for one-session data), comma-separated.")] = None,
-    preset: Annotated[Preset, typer.Option(help="multitask: 8 BiMamba + 8 MoE blocks; single-task: 2 BiMamba "
-                                                "blocks, one dataset.")] = Preset.multitask,
+    preset: Annotated[Optional[Preset], typer.Option(
+        help="multitask: 8 BiMamba + 8 MoE blocks; single-task: 2 BiMamba blocks, one dataset [default: "
+             "single-task when the small recipe trains one dataset, else multitask].")] = None,
     ablation: Annotated[Optional[list[Ablation]], typer.Option(help="Paper ablation variant (repeatable).")] = None,
     recipe: Annotated[Recipe, typer.Option(help="small: for a few hundred to a few thousand training windows; "
                                                 "paper: the paper's; auto: small below a number of training "
@@ -121,7 +122,8 @@ def main(
     from ..training.transfer import TransferError
 
     cfg = TrainConfig(out=out, tasks=tasks, data=data if data is not None else default_cache_root(), fold=fold,
-                      preset=preset.value, ablations=tuple(a.value for a in ablation or ()), recipe=recipe.value,
+                      preset=preset.value if preset else None, ablations=tuple(a.value for a in ablation or ()),
+                      recipe=recipe.value,
                       d_model=d_model, layers=layers, epochs=epochs, batch_size=batch_size, lr=lr,
                       schedule=schedule.value if schedule else None, warmup=warmup, weight_decay=weight_decay,
                       patience=patience, augment=augment, balance_weight=balance_weight, z_weight=z_weight,

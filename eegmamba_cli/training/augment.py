@@ -1,14 +1,36 @@
 """EEG augmentations for training batches: small pure functions of (batch, strength, generator).
 
 Each maps x (B, C, L) to a new tensor of the same shape and is the identity at strength 0 (without drawing
-a random number). The generator is the caller's: the trainer seeds one per (fold, epoch, rank), so a
-resumed run draws the same augmentations as an uninterrupted one.
+a random number); `random_crop`, applied first, shortens the batch instead (the model takes any length, so
+evaluation and prediction keep reading whole windows). The generator is the caller's: the trainer seeds
+one per (fold, epoch, rank), so a resumed run draws the same augmentations as an uninterrupted one.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+
+
+def random_crop(x: torch.Tensor, lengths: np.ndarray | None, crop: int,
+                generator: torch.Generator) -> tuple[torch.Tensor, np.ndarray | None]:
+    """Cut `crop` samples off each window, at a random split between its start and its end.
+
+    x (B, C, L) with valid samples `lengths` (B,) (None: all L) -> (B, C, L - crop) and lengths - crop.
+    Unlike a zero-filled shift, every sample the model sees is signal, and the event's timing varies by up
+    to `crop` samples. No window loses more than half its samples (a padded batch's short members), and a
+    batch narrower than 2 x crop is left whole."""
+    b, c, length = x.shape
+    if crop <= 0 or 2 * crop >= length:
+        return x, lengths
+    valid = np.full(b, length, dtype=np.int64) if lengths is None else np.asarray(lengths, dtype=np.int64)
+    kept = valid - np.minimum(crop, valid // 2)  # (B,) <= length - crop
+    u = torch.rand(b, generator=generator, device=generator.device).numpy()
+    start = np.floor(u * (valid - kept + 1)).astype(np.int64)  # (B,) uniform in [0, valid - kept]
+    idx = torch.from_numpy(start)[:, None] + torch.arange(length - crop)[None, :]  # (B, L - crop)
+    out = x.gather(2, idx.to(x.device)[:, None, :].expand(b, c, length - crop))
+    return out, (None if lengths is None else kept)
 
 
 def time_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -52,6 +74,7 @@ def gaussian_noise(x: torch.Tensor, std: float, generator: torch.Generator) -> t
 class Augmentations:
     """The strengths of each augmentation; 0 turns one off. Applied in the order of the fields."""
 
+    crop_s: float = 0.0  # train on random crops this many seconds shorter than the window
     time_shift_s: float = 0.0  # the largest shift, in seconds, either way
     amplitude_spread: float = 0.0  # gains in U(1 - spread, 1 + spread)
     channel_drop_p: float = 0.0
@@ -59,10 +82,16 @@ class Augmentations:
 
     @property
     def enabled(self) -> bool:
-        return any(v > 0 for v in (self.time_shift_s, self.amplitude_spread, self.channel_drop_p, self.noise_std))
+        return any(v > 0 for v in (self.crop_s, self.time_shift_s, self.amplitude_spread, self.channel_drop_p,
+                                   self.noise_std))
+
+    def crop(self, x: torch.Tensor, lengths: np.ndarray | None, sfreq: float,
+             generator: torch.Generator) -> tuple[torch.Tensor, np.ndarray | None]:
+        """x (B, C, L) at `sfreq` Hz -> random crops (B, C, L - crop) and their valid lengths (random_crop)."""
+        return random_crop(x, lengths, int(round(self.crop_s * sfreq)), generator)
 
     def __call__(self, x: torch.Tensor, sfreq: float, generator: torch.Generator) -> torch.Tensor:
-        """x (B, C, L) sampled at `sfreq` Hz -> an augmented batch of the same shape."""
+        """x (B, C, L) sampled at `sfreq` Hz -> an augmented batch of the same shape (after `crop`)."""
         x = time_shift(x, int(round(self.time_shift_s * sfreq)), generator)
         x = amplitude_scale(x, self.amplitude_spread, generator)
         x = channel_dropout(x, self.channel_drop_p, generator)

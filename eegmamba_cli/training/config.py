@@ -36,7 +36,7 @@ class TrainConfig:
     tasks: str = "all"
     data: Path = field(default_factory=default_cache_root)
     fold: str = "all"  # "all", "3" or "1,2"
-    preset: str = "multitask"
+    preset: str | None = "multitask"  # None: the recipe's for one dataset (recipe.Recipe.preset), else multitask
     ablations: tuple[str, ...] = ()
     # None below: the recipe's value (recipe.py); a value given here overrides the recipe.
     recipe: str = "paper"  # auto | small | paper; auto: small below recipe.SMALL_DATA_THRESHOLD training windows
@@ -176,8 +176,10 @@ def protocol_settings(settings: dict) -> dict:
     return {k: settings.get(k, defaults[k]) for k in PROTOCOL_SETTINGS}
 
 
-def resolve_recipe(cfg: TrainConfig, count_train_windows: Callable[[], int]) -> tuple[TrainConfig, Recipe, str]:
+def resolve_recipe(cfg: TrainConfig, count_train_windows: Callable[[], int],
+                   n_datasets: int = 1) -> tuple[TrainConfig, Recipe, str]:
     """(cfg with every setting left to the recipe filled in and `recipe` the one chosen, the recipe, why).
+    A preset left open is the recipe's when the run trains one dataset (`n_datasets`), else multitask.
 
     `count_train_windows` is called only when the choice or the batch rule needs it (auto, or a batch size
     that depends on the data)."""
@@ -197,6 +199,9 @@ def resolve_recipe(cfg: TrainConfig, count_train_windows: Callable[[], int]) -> 
         why += "; no early stopping without a validation set"
     resolved = replace(cfg, recipe=recipe.name,
                        **{k: v for k, v in from_recipe.items() if getattr(cfg, k) is None})
+    if cfg.preset is None:
+        resolved.preset = recipe.preset if n_datasets == 1 else "multitask"
+        why += f"; {resolved.preset} preset for {'one dataset' if n_datasets == 1 else f'{n_datasets} datasets'}"
     if given:
         why += "; given instead of the recipe's: " + ", ".join(given)
     resolved.validate()

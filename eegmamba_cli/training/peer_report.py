@@ -5,6 +5,8 @@ training and validation windows and scored on its test windows, the rows `evalua
 EEGMamba's fit time is its training time for the fold (the sum of the epochs' `time_s` in metrics.jsonl,
 validation passes excluded); in a multi-task run that time covers every dataset of the run together.
 
+The peers are fitted in a child process (peer_process.py): their libraries never load into this one.
+
 Writes peers.csv (one row per dataset, method and fold) and peers.png (mean ± std over folds, ddof=0).
 """
 from __future__ import annotations
@@ -20,7 +22,8 @@ from ..data.cache import WindowCache
 from ..fileio import atomic_write_bytes, atomic_writer
 from .metrics import mean_std
 from .paper import DISPLAY_NAMES
-from .peers import PeersUnavailable, builders_for, run_peers
+from .peer_process import run_peers_in_child
+from .peers import PeersUnavailable, check_installed
 from .protocols import Fold
 from .run_folder import RunFolder
 from .splits import DatasetFolds
@@ -33,7 +36,7 @@ EEGMAMBA = "eegmamba"
 def check_peers_installed() -> None:
     """One line naming the extra when a peer's library is missing."""
     try:
-        builders_for()
+        check_installed()
     except PeersUnavailable as err:
         raise UserError(f"evaluate --peers: {err}") from None
 
@@ -59,7 +62,10 @@ def _peer_rows(cache: WindowCache, splits: list, numbers: list[int], seed: int) 
     used = np.unique(np.concatenate([np.concatenate([s.train, s.val, s.test]) for s in splits]))
     at = lambda rows: np.searchsorted(used, rows)  # noqa: E731  manifest rows -> positions in `used`
     folds = [Fold(n, at(s.train), at(s.val), at(s.test)) for n, s in zip(numbers, splits)]
-    found = run_peers(cache.windows(used), cache.labels[used], folds, cache.class_names, seed=seed)
+    try:
+        found = run_peers_in_child(cache.windows(used), cache.labels[used], folds, cache.class_names, seed=seed)
+    except PeersUnavailable as err:  # installed, yet the import failed in the child
+        raise UserError(f"evaluate --peers: {err}") from None
     found = found.rename(columns={"peer": "method"})
     found.insert(0, "dataset", cache.name)
     return found

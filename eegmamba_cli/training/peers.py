@@ -11,10 +11,12 @@ Each peer is fitted on a fold's training and validation windows together: neithe
 a checkpoint, so they have no use for a held-out validation part, and holding it back would only starve
 them. Each is scored on the fold's test windows with scikit-learn's metrics.
 
-Both need the optional extra: pip install "eegmamba[peers]".
+Both need the optional extra: pip install "eegmamba[peers]". `evaluate --peers` runs `run_peers` in a
+child process (peer_process.py), so these libraries never load into a process that trains with torch.
 """
 from __future__ import annotations
 
+import importlib.util
 import time
 from typing import Callable, Sequence
 
@@ -28,6 +30,7 @@ PEERS = ("minirocket", "riemann")
 RESULT_COLUMNS = ("peer", "fold", "accuracy", "balanced_accuracy", "cohen_kappa",
                   "fit_seconds", "predict_seconds", "n_train", "n_test")
 INSTALL_HINT = 'pip install "eegmamba[peers]"'
+LIBRARIES = {"minirocket": "aeon", "riemann": "pyriemann"}
 
 
 class PeersUnavailable(ImportError):
@@ -87,6 +90,15 @@ def builders_for(peers: Sequence[str] = PEERS) -> dict[str, Callable[[int], obje
     return {name: _builder(name) for name in peers}
 
 
+def check_installed(peers: Sequence[str] = PEERS) -> None:
+    """PeersUnavailable, naming the extra, when a peer's library is not installed; imports nothing (see
+    peer_process.py for why the parent process must not)."""
+    for name in peers:
+        library = LIBRARIES[name]
+        if importlib.util.find_spec(library) is None:
+            raise PeersUnavailable(f"peer {name} needs {library} ({library} is not installed); {INSTALL_HINT}")
+
+
 def _builder(name: str) -> Callable[[int], object]:
     """A function from a seed to an unfitted classifier with fit(X (N, C, T), y) and predict(X)."""
     try:
@@ -106,6 +118,5 @@ def _builder(name: str) -> Callable[[int], object]:
         return lambda seed: make_pipeline(as_float64, Covariances(estimator="oas"), TangentSpace(metric="riemann"),
                                           LogisticRegression(max_iter=1000, random_state=seed))
     except ImportError as error:
-        library = {"minirocket": "aeon", "riemann": "pyriemann"}[name]
-        raise PeersUnavailable(f"peer {name} needs {library} ({error.name or error} could not be imported); "
+        raise PeersUnavailable(f"peer {name} needs {LIBRARIES[name]} ({error.name or error} could not be imported); "
                                f"{INSTALL_HINT}") from error

@@ -163,13 +163,15 @@ def train(cfg: TrainConfig, on_epoch: OnEpoch | None = None, quiet: bool = False
     per_dataset = protocol_folds(counting, caches)
     folds = parse_folds(cfg.fold, fold_numbers(per_dataset))
     asked = cfg.recipe
-    cfg, recipe, why = resolve_recipe(cfg, lambda: training_windows(per_dataset))
+    cfg, recipe, why = resolve_recipe(cfg, lambda: training_windows(per_dataset), len(caches))
     if cfg.val_fraction != counting.val_fraction:
         per_dataset = protocol_folds(cfg, caches)
     lineage = None
     if parent is not None:  # the checkpoint decides the architecture, whatever the recipe's width
-        cfg = replace(cfg, d_model=parent.config.d_model, layers=parent.config.n_layers)
-        why += f"; the architecture is {literal(parent.checkpoint)}'s (d_model {cfg.d_model}, layers {cfg.layers})"
+        cfg = replace(cfg, preset="multitask" if parent.config.use_moe else "single-task",
+                      d_model=parent.config.d_model, layers=parent.config.n_layers)
+        why += (f"; the architecture is {literal(parent.checkpoint)}'s ({cfg.preset}, d_model {cfg.d_model}, "
+                f"layers {cfg.layers})")
         lineage = transfer.lineage(parent, [dataset_spec(c) for c in caches.values()],
                                    [dataset_record(c) for c in caches.values()], cfg.freeze, cfg.pretrained_lr_factor)
     choice = dict(asked=asked, chosen=recipe.name, why=why, values=recipe.to_json())
@@ -391,6 +393,7 @@ class FoldTrainer:
         for d, n_mine, scale, x, lengths, y in prefetch(self._load, self._my_batches(epoch)):
             xt, yt = torch.from_numpy(x), torch.from_numpy(y).to(device)
             if self.augment.enabled:  # on the CPU, with the epoch's own generator
+                xt, lengths = self.augment.crop(xt, lengths, self.sfreq[d], augment_rng)
                 xt = self.augment(xt, self.sfreq[d], augment_rng)
             xt = xt.to(device)
             lt = None if lengths is None else torch.from_numpy(lengths).to(device)
