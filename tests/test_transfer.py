@@ -139,7 +139,7 @@ def test_cli_fine_tune_prints_where_the_architecture_comes_from(data, parent, tm
                                  "--init-from", str(parent), "--recipe", "small", *CLI])
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert "the architecture is" in text and "(d_model 16, layers 1)" in text
+    assert "the architecture is" in text and "(multitask, d_model 16, layers 1)" in text
     assert "new spatial.toyb, task_token.toyb, head.toyb" in text
 
 
