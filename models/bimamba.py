@@ -35,6 +35,14 @@ def reverse_within_length(x, lengths=None):
     return x.gather(-1, index[:, None, :].expand_as(x))
 
 
+def project(weight, x):
+    """weight (O, I) applied to every position of x (B, I, L) -> (B, O, L), channel-first in and out.
+
+    One batched matmul: bmm reads a transposed x through its strides and writes (B, O, L) directly, where
+    torch.matmul(weight, x) or a Linear on x.transpose(1, 2) would copy x or its output into another layout."""
+    return torch.bmm(weight.expand(x.shape[0], -1, -1), x)
+
+
 def _fp32_or_wider(t):
     """mamba_ssm runs A, D and the dt bias in fp32 under half precision; fp64 stays fp64 (exact tests)."""
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
@@ -81,27 +89,30 @@ class BiMamba(nn.Module):
             setattr(self, name + suffix, value)
 
     def _ssm(self, x, conv1d, x_proj, dt_proj, A_log, D):
-        """One direction: causal conv + SiLU, then the selective scan. x (B, E, L) -> (B, E, L)."""
+        """One direction: causal conv + SiLU, then the selective scan. x (B, E, L) -> (B, E, L).
+
+        Channel-first throughout: every projection is a batched matmul (`project`), whose output is
+        already the (B, ·, L) layout the scan reads, so no (B, L, E) -> (B, E, L) copy is made."""
         x = ops.causal_conv1d_fn(x, conv1d.weight.squeeze(1), conv1d.bias, activation="silu")  # (B, E, L)
-        x_dbl = x_proj(x.transpose(1, 2))  # (B, L, R + 2N)
-        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = F.linear(dt, dt_proj.weight).transpose(1, 2).contiguous()  # (B, E, L); bias goes in as delta_bias
+        x_dbl = project(x_proj.weight, x)  # (B, R + 2N, L)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)  # (B, R|N|N, L)
+        dt = project(dt_proj.weight, dt)  # (B, E, L); the bias goes in as delta_bias
         A = -torch.exp(_fp32_or_wider(A_log))  # (E, N)
-        return ops.selective_scan_fn(x, dt, A, B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(),
-                                     _fp32_or_wider(D), z=None, delta_bias=_fp32_or_wider(dt_proj.bias),
-                                     delta_softplus=True)
+        return ops.selective_scan_fn(x, dt, A, B, C, _fp32_or_wider(D), z=None,
+                                     delta_bias=_fp32_or_wider(dt_proj.bias), delta_softplus=True)
 
     def forward(self, hidden, lengths=None):  # hidden (B, L, D), lengths (B,) valid tokens or None
-        xz = self.in_proj(hidden).transpose(1, 2)  # (B, 2E, L)
-        x, z = xz.chunk(2, dim=1)  # (B, E, L) each
-        x = x.contiguous()
+        w_x, w_z = self.in_proj.weight.chunk(2, dim=0)  # (E, D) each
+        tokens = hidden.transpose(1, 2)  # (B, D, L), a view
+        x = project(w_x, tokens)  # (B, E, L), contiguous
+        z = project(w_z, tokens)  # (B, E, L)
         y = self._ssm(x, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)  # (B, E, L)
         if self.bidirectional:
             x_rev = reverse_within_length(x, lengths)
             y_rev = self._ssm(x_rev, self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_log_b, self.D_b)
             y = y + reverse_within_length(y_rev, lengths)  # summed, not averaged
         y = y * F.silu(z)  # (B, E, L)
-        return self.out_proj(y.transpose(1, 2))  # (B, L, D)
+        return project(self.out_proj.weight, y).transpose(1, 2)  # (B, L, D), a view of (B, D, L)
 
 
 class BiMambaBlock(nn.Module):
