@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import cpu_kernel
 from .backend import cuda_op
 
 ACTIVATIONS = (None, "silu", "swish")
@@ -58,10 +59,51 @@ def causal_conv1d_torch(x, weight, bias=None, activation=None):
     return out.to(x.dtype)
 
 
+IMPLS = ("auto", "kernel", "torch")
+
+
+def causal_conv1d_fast(x, weight, bias=None, activation=None, impl: str = "auto"):
+    """Our fast conv, same contract as `causal_conv1d_ref`, differentiable in x, weight and bias.
+
+    impl: "auto" (the compiled CPU kernel for float32 CPU tensors when it built, else `causal_conv1d_torch`),
+    "kernel" (force it) or "torch". The kernel computes conv and SiLU in one pass per row, where F.conv1d
+    writes a padded output that SiLU then reads back (csrc/causal_conv1d.c)."""
+    _check(x, weight, bias, activation)
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    use_kernel = impl == "kernel" or (
+        impl == "auto" and x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[-1] > 0
+        and weight.dtype == torch.float32 and cpu_kernel.load() is not None)
+    if not use_kernel:
+        return causal_conv1d_torch(x, weight, bias, activation)
+    if cpu_kernel.load() is None:
+        raise RuntimeError(f"compiled CPU kernel unavailable: {cpu_kernel.status()['reason']}")
+    args = [None if t is None else t.to(torch.float32).contiguous() for t in (x, weight, bias)]
+    out = KernelConvFn.apply(*args, activation is not None)
+    return out.to(x.dtype)
+
+
+class KernelConvFn(torch.autograd.Function):
+    """Conv (+ SiLU) in the C kernel both ways; saves only its inputs (the backward recomputes the conv)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, silu):
+        ctx.silu = silu
+        ctx.save_for_backward(x, weight, bias)
+        return cpu_kernel.conv_forward(x, weight, bias, silu)
+
+    @staticmethod
+    def backward(ctx, dout):
+        x, weight, bias = ctx.saved_tensors
+        dx, dweight, dbias = cpu_kernel.conv_backward(x, weight, bias, dout.to(torch.float32).contiguous(),
+                                                      ctx.silu)
+        return dx, dweight, dbias if bias is not None else None, None
+
+
 def causal_conv1d_fn(x, weight, bias=None, activation=None):
     """Causal conv on the active backend: causal_conv1d's kernel for CUDA tensors when allowed,
-    our F.conv1d path otherwise (any device)."""
+    our fast path otherwise (the compiled kernel on CPU, F.conv1d elsewhere)."""
     kernel = cuda_op("causal_conv1d", x)
     if kernel is not None:
         return kernel(x, weight, bias, activation=activation)
-    return causal_conv1d_torch(x, weight, bias, activation)
+    return causal_conv1d_fast(x, weight, bias, activation)

@@ -1,4 +1,5 @@
-"""The compiled CPU selective scan: build `csrc/selective_scan.c` on first use, load it with ctypes.
+"""The compiled CPU ops: build `csrc/*.c` (the selective scan, the causal depthwise conv) into one library
+on first use, load it with ctypes.
 
 Why plain C + gcc + ctypes (and not a torch C++ extension or numba): the source has no torch
 headers, so it compiles in 0.6-0.8 s (a torch extension takes a minute), and it needs no
@@ -28,7 +29,9 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).resolve().parent / "csrc" / "selective_scan.c"
+CSRC = Path(__file__).resolve().parent / "csrc"
+SOURCES = (CSRC / "selective_scan.c", CSRC / "causal_conv1d.c")
+HEADERS = (CSRC / "fast_math.h",)
 
 # -ffast-math lets GCC call glibc's vector expf/log1pf (libmvec) from `#pragma omp simd` loops;
 # the tests check the result still agrees with the fp64 reference to 1e-5. It is given only
@@ -74,7 +77,7 @@ def fingerprint(compiler: str) -> str:
     except (OSError, subprocess.SubprocessError) as err:
         raise KernelBuildError(f"cannot run the C compiler {compiler!r}: {err}") from err
     h = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(COMPILE_FLAGS + LINK_FLAGS).encode(),
+    for part in (*(f.read_bytes() for f in SOURCES + HEADERS), " ".join(COMPILE_FLAGS + LINK_FLAGS).encode(),
                  version.encode(), _cpu_flags().encode(), platform.machine().encode()):
         h.update(part)
         h.update(b"\0")
@@ -92,9 +95,11 @@ def build(directory: Path | None = None) -> tuple[Path, bool]:
         return target, False
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as tmp:
-        obj, lib = Path(tmp) / "scan.o", Path(tmp) / "scan.so"
-        _run([compiler, *COMPILE_FLAGS, "-c", str(SOURCE), "-o", str(obj)])
-        _run([compiler, *LINK_FLAGS, str(obj), "-o", str(lib), "-lm"])
+        objects = [Path(tmp) / f"{source.stem}.o" for source in SOURCES]
+        for source, obj in zip(SOURCES, objects):
+            _run([compiler, *COMPILE_FLAGS, "-c", str(source), "-o", str(obj)])
+        lib = Path(tmp) / "ops.so"
+        _run([compiler, *LINK_FLAGS, *map(str, objects), "-o", str(lib), "-lm"])
         os.replace(lib, target)  # atomic on POSIX: readers see no file or the whole file
     return target, True
 
@@ -140,6 +145,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.ss_fwd_f32.restype = i32
     lib.ss_bwd_f32.argtypes = [p] * 18 + [i64] * 4 + [i32, i64, i32]
     lib.ss_bwd_f32.restype = i32
+    lib.cc_fwd_f32.argtypes = [p] * 4 + [i64] * 4 + [i32, i32]
+    lib.cc_fwd_f32.restype = i32
+    lib.cc_bwd_f32.argtypes = [p] * 7 + [i64] * 4 + [i32, i32]
+    lib.cc_bwd_f32.restype = i32
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:
@@ -197,3 +206,29 @@ def scan_backward(u, delta, A, Bt, Ct, D, z, delta_bias, dout, dlast, softplus: 
         raise MemoryError("selective scan kernel: out of memory for its per-thread buffers")
     return (du, ddelta, dA_row.sum(0), dB_part.sum(0), dC_part.sum(0), dD_row.sum(0), dz,
             dbias_row.sum(0))
+
+
+def conv_forward(x, weight, bias, silu: bool):
+    """Causal depthwise conv (+ SiLU): x (B, D, L), weight (D, W), bias (D,) or None -> (B, D, L)."""
+    lib = load()
+    for t, name in ((x, "x"), (weight, "weight"), (bias, "bias")):
+        _check(t, name)
+    batch, dim, length = x.shape
+    out = torch.empty_like(x)
+    lib.cc_fwd_f32(_ptr(x), _ptr(weight), _ptr(bias), _ptr(out), batch, dim, length, weight.shape[1],
+                   int(silu), torch.get_num_threads())
+    return out
+
+
+def conv_backward(x, weight, bias, dout, silu: bool):
+    """dx (B, D, L), dweight (D, W), dbias (D,) (returned even without a bias; the caller drops it)."""
+    lib = load()
+    batch, dim, length = x.shape
+    width = weight.shape[1]
+    dx = torch.empty_like(x)
+    dw_row, db_row = x.new_empty(batch, dim, width), x.new_empty(batch, dim)  # summed over B below
+    rc = lib.cc_bwd_f32(_ptr(x), _ptr(weight), _ptr(bias), _ptr(dout), _ptr(dx), _ptr(dw_row), _ptr(db_row),
+                        batch, dim, length, width, int(silu), torch.get_num_threads())
+    if rc != 0:
+        raise MemoryError("causal conv kernel: out of memory for its per-thread buffers")
+    return dx, dw_row.sum(0), db_row.sum(0)
