@@ -39,4 +39,29 @@ INLINE float fast_expf(float x) {
 /* Exponent arguments are clamped (inside fast_expf) so that exp never returns inf: under -ffast-math,
  * 1/(1+inf) may be computed as a reciprocal estimate plus a Newton step, and that gives 0 * inf = NaN. */
 INLINE float sigmoid(float x) { return 1.f / (1.f + fast_expf(-x)); }
+/* Time order of a row. The backward direction of a BiMamba scans each row reversed within its valid
+ * length n, the pads after n keeping their places: position t reads src[n-1-t] for t < n and src[t]
+ * after. n < 0 means the forward order. The permutation is its own inverse, so the same copy takes a
+ * row into scan order (row_in) and a result back (row_out); reversing inside the kernels saves the
+ * model a flipped (B, D, L) copy of every input and output. */
+INLINE void row_permute(float *restrict dst, const float *restrict src, i64 L, i64 n) {
+    for (i64 t = 0; t < n; t++) dst[t] = src[n - 1 - t];
+    if (L > n) memcpy(dst + n, src + n, sizeof(float) * (L - n));
+}
+
+/* The row in scan order: src itself (forward) or its permuted copy in buf. */
+INLINE const float *row_in(const float *src, i64 L, i64 n, float *buf) {
+    if (n < 0) return src;
+    row_permute(buf, src, L, n);
+    return buf;
+}
+
+/* Where to compute a row that must end up at dst in time order: dst itself (forward) or buf. */
+INLINE float *row_work(float *dst, i64 n, float *buf) { return n < 0 ? dst : buf; }
+
+/* After computing into row_work's buffer: put the row back in time order. */
+INLINE void row_out(float *dst, const float *work, i64 L, i64 n) {
+    if (n >= 0) row_permute(dst, work, L, n);
+}
+
 #endif
