@@ -55,7 +55,8 @@ INLINE void row_scan(i64 L, const int N, const float *restrict dt, const float *
                      const float *restrict A, const float *restrict Bt, const float *restrict Ct,
                      float *restrict y, float *restrict x, float *restrict X,
                      float *restrict Abar) {
-    for (int n = 0; n < N; n++) x[n] = 0.f;
+    float A2[N];  /* A log2(e): exp(dt A) = 2^(dt A2), one multiply less per state and step */
+    for (int n = 0; n < N; n++) x[n] = 0.f, A2[n] = A[n] * LOG2E;
     for (i64 t = 0; t < L; t++) {
         const float d = dt[t], du = d * u[t];
         const float *restrict b = Bt + t * N, *restrict c = Ct + t * N;
@@ -64,7 +65,7 @@ INLINE void row_scan(i64 L, const int N, const float *restrict dt, const float *
             float *restrict xs = X + t * N, *restrict as = Abar + t * N;
 #pragma omp simd reduction(+ : acc)
             for (int n = 0; n < N; n++) {
-                const float a = fast_expf(d * A[n]);
+                const float a = fast_exp2f(d * A2[n]);
                 const float xn = a * x[n] + du * b[n];
                 x[n] = xn;
                 xs[n] = xn;
@@ -74,7 +75,7 @@ INLINE void row_scan(i64 L, const int N, const float *restrict dt, const float *
         } else {
 #pragma omp simd reduction(+ : acc)
             for (int n = 0; n < N; n++) {
-                const float xn = fast_expf(d * A[n]) * x[n] + du * b[n];
+                const float xn = fast_exp2f(d * A2[n]) * x[n] + du * b[n];
                 x[n] = xn;
                 acc += c[n] * xn;
             }
