@@ -22,7 +22,6 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from . import ops
 from .config import MambaConfig
