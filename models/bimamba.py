@@ -12,7 +12,9 @@ picks the reference, fast CPU or CUDA implementation.
 
 Padding: with `lengths` (B,) the backward direction reverses each row within its own length (index
 len-1-t for t < len, identity on the pads), so the pads stay at the end of both scans and, the scans being
-causal, never reach a valid token (docs/design.md#padding).
+causal, never reach a valid token (docs/design.md#padding). The ops do the reversal themselves
+(`reverse=True, lengths=...`, models/ops/reverse.py): the compiled CPU kernels read and write each row in
+reversed order, so no flipped copy of a (B, E, L) tensor is made.
 """
 from __future__ import annotations
 
@@ -20,19 +22,18 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from . import ops
 from .config import MambaConfig
+from .ops.reverse import reverse_within_length  # noqa: F401  (also this module's API)
 
 
-def reverse_within_length(x, lengths=None):
-    """Reverse the last axis of x (B, E, L) per row within lengths (B,); a plain flip without lengths."""
-    if lengths is None:
-        return x.flip(-1)
-    t = torch.arange(x.shape[-1], device=x.device)[None, :]  # (1, L)
-    index = torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # (B, L), an involution
-    return x.gather(-1, index[:, None, :].expand_as(x))
+def project(weight, x):
+    """weight (O, I) applied to every position of x (B, I, L) -> (B, O, L), channel-first in and out.
+
+    One batched matmul: bmm reads a transposed x through its strides and writes (B, O, L) directly, where
+    torch.matmul(weight, x) or a Linear on x.transpose(1, 2) would copy x or its output into another layout."""
+    return torch.bmm(weight.expand(x.shape[0], -1, -1), x)
 
 
 def _fp32_or_wider(t):
@@ -80,28 +81,33 @@ class BiMamba(nn.Module):
                             ("D", D)):
             setattr(self, name + suffix, value)
 
-    def _ssm(self, x, conv1d, x_proj, dt_proj, A_log, D):
-        """One direction: causal conv + SiLU, then the selective scan. x (B, E, L) -> (B, E, L)."""
-        x = ops.causal_conv1d_fn(x, conv1d.weight.squeeze(1), conv1d.bias, activation="silu")  # (B, E, L)
-        x_dbl = x_proj(x.transpose(1, 2))  # (B, L, R + 2N)
-        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = F.linear(dt, dt_proj.weight).transpose(1, 2).contiguous()  # (B, E, L); bias goes in as delta_bias
+    def _ssm(self, x, z, conv1d, x_proj, dt_proj, A_log, D, reverse=False, lengths=None):
+        """One direction: causal conv + SiLU, then the selective scan gated by SiLU(z). x, z (B, E, L) ->
+        (B, E, L). `reverse`: the backward direction, each row reversed within `lengths` inside the ops.
+
+        Channel-first throughout: every projection is a batched matmul (`project`), whose output is
+        already the (B, ·, L) layout the scan reads, so no (B, L, E) -> (B, E, L) copy is made."""
+        x = ops.causal_conv1d_fn(x, conv1d.weight.squeeze(1), conv1d.bias, activation="silu",
+                                 reverse=reverse, lengths=lengths)  # (B, E, L)
+        x_dbl = project(x_proj.weight, x)  # (B, R + 2N, L)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)  # (B, R|N|N, L)
+        dt = project(dt_proj.weight, dt)  # (B, E, L); the bias goes in as delta_bias
         A = -torch.exp(_fp32_or_wider(A_log))  # (E, N)
-        return ops.selective_scan_fn(x, dt, A, B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(),
-                                     _fp32_or_wider(D), z=None, delta_bias=_fp32_or_wider(dt_proj.bias),
-                                     delta_softplus=True)
+        return ops.selective_scan_fn(x, dt, A, B, C, _fp32_or_wider(D), z=z,
+                                     delta_bias=_fp32_or_wider(dt_proj.bias), delta_softplus=True,
+                                     reverse=reverse, lengths=lengths)
 
     def forward(self, hidden, lengths=None):  # hidden (B, L, D), lengths (B,) valid tokens or None
-        xz = self.in_proj(hidden).transpose(1, 2)  # (B, 2E, L)
-        x, z = xz.chunk(2, dim=1)  # (B, E, L) each
-        x = x.contiguous()
-        y = self._ssm(x, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)  # (B, E, L)
-        if self.bidirectional:
-            x_rev = reverse_within_length(x, lengths)
-            y_rev = self._ssm(x_rev, self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_log_b, self.D_b)
-            y = y + reverse_within_length(y_rev, lengths)  # summed, not averaged
-        y = y * F.silu(z)  # (B, E, L)
-        return self.out_proj(y.transpose(1, 2))  # (B, L, D)
+        w_x, w_z = self.in_proj.weight.chunk(2, dim=0)  # (E, D) each
+        tokens = hidden.transpose(1, 2)  # (B, D, L), a view
+        x = project(w_x, tokens)  # (B, E, L), contiguous
+        z = project(w_z, tokens)  # (B, E, L)
+        # (y_f + y_b) * SiLU(z), computed as y_f SiLU(z) + y_b SiLU(z): each scan applies the gate itself.
+        y = self._ssm(x, z, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)  # (B, E, L)
+        if self.bidirectional:  # summed, not averaged
+            y = y + self._ssm(x, z, self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_log_b, self.D_b,
+                              reverse=True, lengths=lengths)
+        return project(self.out_proj.weight, y).transpose(1, 2)  # (B, L, D), a view of (B, D, L)
 
 
 class BiMambaBlock(nn.Module):

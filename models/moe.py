@@ -75,12 +75,13 @@ class TaskAwareMoE(nn.Module):
         """Each expert runs only on the tokens routed to it.
 
         The sum is kept in x's dtype: under autocast the experts return bf16 while x (a LayerNorm output)
-        stays fp32, and index_add needs one dtype."""
+        stays fp32, and index_add needs one dtype. In place: the out-of-place index_add copied the whole
+        (M, D) sum once per expert, and its backward needs only the contributions' rows, not `out`."""
         out = torch.zeros_like(x)  # (M, D)
         for j, expert in enumerate(self.experts):
             token, slot = torch.where(top_idx == j)  # tokens that picked expert j, and in which top-k slot
             contribution = expert(x[token]) * top_w[token, slot, None]  # (m_j, D)
-            out = out.index_add(0, token, contribution.to(out.dtype))
+            out.index_add_(0, token, contribution.to(out.dtype))
         return out
 
     def _dense(self, x, weights):

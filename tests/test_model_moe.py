@@ -53,6 +53,26 @@ def test_dense_equals_sparse(train):
     torch.testing.assert_close(aux_s["balance"], aux_d["balance"])
 
 
+def test_sparse_gradients_equal_dense_in_float64():
+    """The sparse dispatch sums the experts' rows in place; its gradients (input, every parameter) are the
+    dense oracle's to 1e-10 in float64."""
+    moe = make().double().eval()
+    x, task = torch.randn(2, 50, D_MODEL, dtype=torch.float64), torch.randn(D_MODEL, dtype=torch.float64)
+    weight = torch.randn(2, 50, D_MODEL, dtype=torch.float64)
+    grads = []
+    for dense in (False, True):
+        moe.dense = dense
+        moe.zero_grad(set_to_none=True)
+        xi = x.clone().requires_grad_()
+        out, aux = moe(xi, task)
+        ((out * weight).sum() + aux["balance"] + aux["z"]).backward()
+        grads.append({"input": xi.grad, **{n: p.grad for n, p in moe.named_parameters() if p.grad is not None}})
+    sparse, dense = grads
+    assert sparse.keys() == dense.keys()
+    for name in dense:
+        torch.testing.assert_close(sparse[name], dense[name], atol=1e-10, rtol=1e-10, msg=name)
+
+
 def test_noise_only_in_training():
     moe = make()
     x, task = torch.randn(200, D_MODEL), torch.randn(D_MODEL)

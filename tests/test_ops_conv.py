@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.ops import causal_conv1d_fn, causal_conv1d_ref, causal_conv1d_torch
+from models.ops import causal_conv1d_fast, causal_conv1d_fn, causal_conv1d_ref, causal_conv1d_torch
+from models.ops import cpu_kernel
 
 TOL64 = 1e-12
 
@@ -48,6 +49,48 @@ def test_fast_conv_matches_reference_with_grads(length, width, bias, activation)
     assert rel_err(out, ref_out) <= TOL64
     for got, want in zip(grads, ref_grads):
         assert rel_err(got, want) <= TOL64
+
+
+TOL32 = 1e-5  # fp32 against the fp64 reference, as the scan kernel's tests
+
+
+def kernel_conv(*args, **kw):
+    return causal_conv1d_fast(*args, **kw, impl="kernel")
+
+
+needs_kernel = pytest.mark.skipif(cpu_kernel.load() is None, reason="no C compiler: no compiled kernel")
+
+
+@needs_kernel
+@pytest.mark.parametrize("activation", [None, "silu"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("width", [2, 3, 4])
+@pytest.mark.parametrize("length", [1, 2, 3, 5, 939])
+def test_compiled_kernel_matches_fp64_reference_with_grads(length, width, bias, activation):
+    """fp32 kernel vs the fp64 reference: output and the gradients of x, weight and bias, edges included
+    (lengths shorter than the kernel, where every output sees the zero padding)."""
+    x, weight, b = conv_inputs(length, width, dim=6, batch=3, bias=bias)
+    grad_out = torch.randn(3, 6, length, dtype=torch.float64)
+    ref_out, ref_grads = grads_of(causal_conv1d_ref, x, weight, b, activation, grad_out)
+    x32, w32, b32 = (None if t is None else t.float() for t in (x, weight, b))
+    out, grads = grads_of(kernel_conv, x32, w32, b32, activation, grad_out.float())
+    assert out.dtype == torch.float32 and out.shape == x.shape
+    assert rel_err(out, ref_out) <= TOL32
+    assert len(grads) == len(ref_grads)
+    for got, want in zip(grads, ref_grads):
+        assert rel_err(got, want) <= TOL32
+
+
+@needs_kernel
+def test_auto_takes_the_kernel_for_fp32_cpu_and_torch_otherwise(monkeypatch):
+    """The dispatch: float32 CPU tensors go to the compiled kernel, float64 to F.conv1d (exact tests)."""
+    calls = []
+    monkeypatch.setattr(cpu_kernel, "conv_forward", lambda *a: calls.append("kernel") or torch.zeros_like(a[0]))
+    x, weight, b = conv_inputs(9, 4)
+    causal_conv1d_fn(x, weight, b, "silu")
+    assert calls == []
+    causal_conv1d_fn(x.float(), weight.float(), b.float(), "silu")
+    assert calls == ["kernel"]
 
 
 def naive_conv(x, weight, bias):
@@ -145,3 +188,31 @@ def test_cuda_kernel_matches_torch_path(dtype, width, length):
         err_ours, err_kernel = rel_err(o, t), rel_err(k, t)
         assert err_kernel <= 2 * err_ours + CUDA_ATOL[dtype], (
             f"{name} {dtype} W={width} L={length}: kernel {err_kernel:.2e} vs torch {err_ours:.2e}")
+
+
+@pytest.mark.parametrize("impl", ["kernel", "torch"])
+@pytest.mark.parametrize("lengths", [None, [129, 3], [129, 0]])
+def test_reversed_conv_matches_reference(impl, lengths):
+    """reverse=True: the conv of each row reversed within its length, put back in time order; fp32 fast
+    paths against the fp64 reference (R(conv(R(x)))), output and gradients."""
+    from models.ops.reverse import reverse_within_length
+
+    if impl == "kernel" and cpu_kernel.load() is None:
+        pytest.skip("no compiled kernel")
+    lengths = None if lengths is None else torch.tensor(lengths)
+    x, weight, b = conv_inputs(129, 4)
+    grad_out = torch.randn(2, 5, 129, dtype=torch.float64)
+
+    def spelled_out(x, weight, bias, activation):
+        return reverse_within_length(causal_conv1d_ref(reverse_within_length(x, lengths), weight, bias, activation),
+                                     lengths)
+
+    truth_out, truth_grads = grads_of(spelled_out, x, weight, b, "silu", grad_out)
+    ref_out, ref_grads = grads_of(lambda *a, activation: causal_conv1d_ref(*a, activation, True, lengths),
+                                  x, weight, b, "silu", grad_out)
+    assert rel_err(ref_out, truth_out) <= TOL64
+    fast = lambda *a, activation: causal_conv1d_fast(*a, activation, True, lengths, impl=impl)  # noqa: E731
+    out, grads = grads_of(fast, x.float(), weight.float(), b.float(), "silu", grad_out.float())
+    assert rel_err(out, truth_out) <= TOL32
+    for got, want in zip(grads, truth_grads):
+        assert rel_err(got, want) <= TOL32

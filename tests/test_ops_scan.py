@@ -294,3 +294,48 @@ def test_complex_inputs_refused_not_truncated(scan, name):
     x[name] = torch.complex(x[name], torch.ones_like(x[name]))
     with pytest.raises(TypeError, match=rf"^selective scan: {name} is complex \(torch\.complex64\); only real"):
         scan(**x)
+
+
+REVERSALS = {"flip": None, "padded": [37, 1], "full-and-empty": [37, 0]}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("option", ["all", "none"])
+@pytest.mark.parametrize("reversal", list(REVERSALS))
+def test_reversed_scan_matches_reference(impl, option, reversal):
+    """reverse=True (the BiMamba's backward direction): the kernel reads and writes each row in reversed
+    order within its length, the loop flips around itself; both against the fp64 reference, which is
+    R(scan(R(.))) spelled out with reverse_within_length. Outputs, last state and every gradient."""
+    from models.ops.reverse import reverse_within_length
+
+    length = 37
+    lengths = None if REVERSALS[reversal] is None else torch.tensor(REVERSALS[reversal])
+    inputs, softplus = make_inputs(length, option)
+    g = torch.Generator().manual_seed(2)
+    grad_out = torch.randn(2, 4, length, generator=g, dtype=torch.float64)
+    grad_last = torch.randn(2, 4, 16, generator=g, dtype=torch.float64)
+
+    def spelled_out(**kw):
+        rev = {k: (reverse_within_length(v, lengths) if k in ("u", "delta", "B", "C", "z") and v is not None
+                   else v) for k, v in kw.items() if k not in ("delta_softplus", "return_last_state")}
+        out, last = selective_scan_ref(**rev, delta_softplus=kw["delta_softplus"], return_last_state=True)
+        return reverse_within_length(out, lengths), last
+
+    def reversed_ref(**kw):
+        return selective_scan_ref(**kw, reverse=True, lengths=lengths)
+
+    truth = run_with_grads(spelled_out, inputs, softplus, grad_out, grad_last, torch.float64)
+    assert_close_all(run_with_grads(reversed_ref, inputs, softplus, grad_out, grad_last, torch.float64),
+                     truth, "reference with reverse")
+    fast = scan_impl(impl)
+    got = run_with_grads(lambda **kw: fast(**kw, reverse=True, lengths=lengths), inputs, softplus, grad_out,
+                         grad_last, torch.float32)
+    assert_close_all(got, truth, f"{impl} reversed ({reversal})")
+    if lengths is not None:  # the pads of a row are scanned after its valid part, in their own places
+        assert not torch.equal(got[0][1, :, 1:], got[0][1, :, 1:].flip(-1))
+
+
+def test_lengths_without_reverse_are_refused():
+    inputs, softplus = make_inputs(5, "all")
+    with pytest.raises(ValueError, match="reverse=True"):
+        selective_scan_fast(**inputs, lengths=torch.tensor([5, 5]))

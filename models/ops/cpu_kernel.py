@@ -1,4 +1,5 @@
-"""The compiled CPU selective scan: build `csrc/selective_scan.c` on first use, load it with ctypes.
+"""The compiled CPU ops: build `csrc/*.c` (the selective scan, the causal depthwise conv) into one library
+on first use, load it with ctypes.
 
 Why plain C + gcc + ctypes (and not a torch C++ extension or numba): the source has no torch
 headers, so it compiles in 0.6-0.8 s (a torch extension takes a minute), and it needs no
@@ -28,7 +29,9 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).resolve().parent / "csrc" / "selective_scan.c"
+CSRC = Path(__file__).resolve().parent / "csrc"
+SOURCES = (CSRC / "selective_scan.c", CSRC / "causal_conv1d.c")
+HEADERS = (CSRC / "fast_math.h",)
 
 # -ffast-math lets GCC call glibc's vector expf/log1pf (libmvec) from `#pragma omp simd` loops;
 # the tests check the result still agrees with the fp64 reference to 1e-5. It is given only
@@ -74,7 +77,7 @@ def fingerprint(compiler: str) -> str:
     except (OSError, subprocess.SubprocessError) as err:
         raise KernelBuildError(f"cannot run the C compiler {compiler!r}: {err}") from err
     h = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(COMPILE_FLAGS + LINK_FLAGS).encode(),
+    for part in (*(f.read_bytes() for f in SOURCES + HEADERS), " ".join(COMPILE_FLAGS + LINK_FLAGS).encode(),
                  version.encode(), _cpu_flags().encode(), platform.machine().encode()):
         h.update(part)
         h.update(b"\0")
@@ -92,9 +95,11 @@ def build(directory: Path | None = None) -> tuple[Path, bool]:
         return target, False
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as tmp:
-        obj, lib = Path(tmp) / "scan.o", Path(tmp) / "scan.so"
-        _run([compiler, *COMPILE_FLAGS, "-c", str(SOURCE), "-o", str(obj)])
-        _run([compiler, *LINK_FLAGS, str(obj), "-o", str(lib), "-lm"])
+        objects = [Path(tmp) / f"{source.stem}.o" for source in SOURCES]
+        for source, obj in zip(SOURCES, objects):
+            _run([compiler, *COMPILE_FLAGS, "-c", str(source), "-o", str(obj)])
+        lib = Path(tmp) / "ops.so"
+        _run([compiler, *LINK_FLAGS, *map(str, objects), "-o", str(lib), "-lm"])
         os.replace(lib, target)  # atomic on POSIX: readers see no file or the whole file
     return target, True
 
@@ -136,10 +141,14 @@ def status() -> dict:
 
 def _declare(lib: ctypes.CDLL) -> None:
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    lib.ss_fwd_f32.argtypes = [p] * 10 + [i64] * 4 + [i32, i32]
+    lib.ss_fwd_f32.argtypes = [p] * 11 + [i64] * 4 + [i32, i32]
     lib.ss_fwd_f32.restype = i32
-    lib.ss_bwd_f32.argtypes = [p] * 18 + [i64] * 4 + [i32, i64, i32]
+    lib.ss_bwd_f32.argtypes = [p] * 19 + [i64] * 4 + [i32, i64, i32]
     lib.ss_bwd_f32.restype = i32
+    lib.cc_fwd_f32.argtypes = [p] * 5 + [i64] * 4 + [i32, i32]
+    lib.cc_fwd_f32.restype = i32
+    lib.cc_bwd_f32.argtypes = [p] * 8 + [i64] * 4 + [i32, i32]
+    lib.cc_bwd_f32.restype = i32
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:
@@ -151,31 +160,47 @@ def _check(t: torch.Tensor | None, name: str) -> None:
         raise ValueError(f"kernel input {name} must be a contiguous float32 CPU tensor")
 
 
-def scan_forward(u, delta, A, Bt, Ct, D, z, delta_bias, softplus: bool, want_last_state: bool):
-    """out (B, D, L) and last state (B, D, N) or None. Inputs: see csrc/selective_scan.c."""
+def _check_rev_len(rev_len: torch.Tensor | None, batch: int, length: int) -> None:
+    """rev_len (B,) int64 in [0, L]: the kernels read and write within each row by it."""
+    if rev_len is None:
+        return
+    if not (rev_len.dtype == torch.int64 and rev_len.is_contiguous() and rev_len.device.type == "cpu"
+            and tuple(rev_len.shape) == (batch,)):
+        raise ValueError(f"kernel input rev_len must be a contiguous int64 CPU tensor of shape ({batch},)")
+    if batch and (int(rev_len.min()) < 0 or int(rev_len.max()) > length):
+        raise ValueError(f"kernel input rev_len must lie in [0, {length}]")
+
+
+def scan_forward(u, delta, A, Bt, Ct, D, z, delta_bias, softplus: bool, want_last_state: bool,
+                 rev_len=None):
+    """out (B, D, L) and last state (B, D, N) or None. Inputs: see csrc/selective_scan.c (rev_len: scan
+    each row reversed within that many samples; Bt, Ct then in scan order)."""
     lib = load()
     for t, name in ((u, "u"), (delta, "delta"), (A, "A"), (Bt, "Bt"), (Ct, "Ct"), (D, "D"),
                     (z, "z"), (delta_bias, "delta_bias")):
         _check(t, name)
     batch, dim, length = u.shape
+    _check_rev_len(rev_len, batch, length)
     nstate = A.shape[1]
     out = torch.empty_like(u)  # (B, D, L)
     last = u.new_empty(batch, dim, nstate) if want_last_state else None  # (B, D, N)
     rc = lib.ss_fwd_f32(_ptr(u), _ptr(delta), _ptr(A), _ptr(Bt), _ptr(Ct), _ptr(D), _ptr(z),
-                        _ptr(delta_bias), _ptr(out), _ptr(last), batch, dim, length, nstate,
+                        _ptr(delta_bias), _ptr(rev_len), _ptr(out), _ptr(last), batch, dim, length, nstate,
                         int(softplus), torch.get_num_threads())
     if rc != 0:
         raise MemoryError("selective scan kernel: out of memory for its per-thread buffers")
     return out, last
 
 
-def scan_backward(u, delta, A, Bt, Ct, D, z, delta_bias, dout, dlast, softplus: bool):
-    """Gradients for every input: du, ddelta, dA, dBt (B, L, N), dCt, dD, dz, ddelta_bias.
+def scan_backward(u, delta, A, Bt, Ct, D, z, delta_bias, dout, dlast, softplus: bool, rev_len=None):
+    """Gradients for every input: du, ddelta, dA, dBt (B, L, N), dCt, dD, dz, ddelta_bias (dBt, dCt in
+    scan order, as Bt and Ct came).
 
     dD / ddelta_bias are returned even when D / delta_bias were None (the caller drops them).
     """
     lib = load()
     batch, dim, length = u.shape
+    _check_rev_len(rev_len, batch, length)
     nstate = A.shape[1]
     threads = torch.get_num_threads()
     # About 8 (b, channel block) tasks per thread, so that threads stay busy for batch 1 and a
@@ -189,7 +214,7 @@ def scan_backward(u, delta, A, Bt, Ct, D, z, delta_bias, dout, dlast, softplus: 
     dC_part = u.new_empty(blocks, batch, length, nstate)
     dD_row, dbias_row = u.new_empty(batch, dim), u.new_empty(batch, dim)  # (B, D)
     rc = lib.ss_bwd_f32(_ptr(u), _ptr(delta), _ptr(A), _ptr(Bt), _ptr(Ct), _ptr(D), _ptr(z),
-                        _ptr(delta_bias), _ptr(dout), _ptr(dlast), _ptr(du), _ptr(ddelta),
+                        _ptr(delta_bias), _ptr(rev_len), _ptr(dout), _ptr(dlast), _ptr(du), _ptr(ddelta),
                         _ptr(dz), _ptr(dA_row), _ptr(dB_part), _ptr(dC_part), _ptr(dD_row),
                         _ptr(dbias_row), batch, dim, length, nstate, int(softplus), blocks,
                         threads)
@@ -197,3 +222,35 @@ def scan_backward(u, delta, A, Bt, Ct, D, z, delta_bias, dout, dlast, softplus: 
         raise MemoryError("selective scan kernel: out of memory for its per-thread buffers")
     return (du, ddelta, dA_row.sum(0), dB_part.sum(0), dC_part.sum(0), dD_row.sum(0), dz,
             dbias_row.sum(0))
+
+
+def conv_forward(x, weight, bias, silu: bool, rev_len=None):
+    """Causal depthwise conv (+ SiLU): x (B, D, L), weight (D, W), bias (D,) or None -> (B, D, L);
+    with rev_len (B,), each row convolved reversed within that many samples (csrc/causal_conv1d.c)."""
+    lib = load()
+    for t, name in ((x, "x"), (weight, "weight"), (bias, "bias")):
+        _check(t, name)
+    batch, dim, length = x.shape
+    _check_rev_len(rev_len, batch, length)
+    out = torch.empty_like(x)
+    rc = lib.cc_fwd_f32(_ptr(x), _ptr(weight), _ptr(bias), _ptr(rev_len), _ptr(out), batch, dim, length,
+                        weight.shape[1], int(silu), torch.get_num_threads())
+    if rc != 0:
+        raise MemoryError("causal conv kernel: out of memory for its per-thread buffers")
+    return out
+
+
+def conv_backward(x, weight, bias, dout, silu: bool, rev_len=None):
+    """dx (B, D, L), dweight (D, W), dbias (D,) (returned even without a bias; the caller drops it)."""
+    lib = load()
+    batch, dim, length = x.shape
+    width = weight.shape[1]
+    dx = torch.empty_like(x)
+    dw_row, db_row = x.new_empty(batch, dim, width), x.new_empty(batch, dim)  # summed over B below
+    _check_rev_len(rev_len, batch, length)
+    rc = lib.cc_bwd_f32(_ptr(x), _ptr(weight), _ptr(bias), _ptr(rev_len), _ptr(dout), _ptr(dx), _ptr(dw_row),
+                        _ptr(db_row),
+                        batch, dim, length, width, int(silu), torch.get_num_threads())
+    if rc != 0:
+        raise MemoryError("causal conv kernel: out of memory for its per-thread buffers")
+    return dx, dw_row.sum(0), db_row.sum(0)

@@ -3,6 +3,11 @@
 Shapes follow mamba_ssm.ops.selective_scan_interface:
 u, delta, z: (B, D, L); A: (D, N); B, C: (B, N, L); D, delta_bias: (D,).
 
+reverse=True (with lengths (B,) or None): scan each row reversed within its length and return the output
+in time order, R(scan(R(u), R(delta), R(B), R(C), R(z))) (ops/reverse.py); the last state is then the
+state after the row's first sample. The BiMamba's backward direction, without flipped copies on the
+compiled path.
+
 Real-valued only: mamba_ssm also accepts a complex A (with complex B, C), but every path here computes in
 real fp32/fp64, where casting a complex tensor would silently drop its imaginary part; such inputs are
 refused instead.
@@ -14,18 +19,32 @@ import torch.nn.functional as F
 
 from . import cpu_kernel
 from .backend import cuda_op
+from .reverse import check_reverse, kernel_lengths, reverse_within_length
 from .scan_loop import scan_core
 
 
 def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                       return_last_state=False):
+                       return_last_state=False, reverse=False, lengths=None):
     """Sequential scan; computes in fp32 (fp64 if any input is fp64) and returns u's dtype.
 
     x_t = exp(delta_t * A) * x_{t-1} + delta_t * B_t * u_t ;  y_t = <C_t, x_t> + D * u_t ;  y *= silu(z)
     """
     _check_real(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
+    check_reverse(reverse, lengths)
+    if reverse:
+        return _reversed(selective_scan_ref, lengths, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                         return_last_state)
     with _no_autocast(u):
         return _selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+
+def _reversed(scan, lengths, u, delta, A, B, C, D, z, delta_bias, softplus, want_last, **kw):
+    """R(scan(R(...))): the time-dependent inputs reversed within lengths, the output put back."""
+    r = [None if t is None else reverse_within_length(t, lengths) for t in (u, delta, B, C, z)]
+    result = scan(r[0], r[1], A, r[2], r[3], D, r[4], delta_bias, softplus, want_last, **kw)
+    out, last = result if want_last else (result, None)
+    out = reverse_within_length(out, lengths)
+    return (out, last) if want_last else out
 
 
 def _no_autocast(u):
@@ -110,7 +129,7 @@ def _resolve_impl(impl: str, u, work: torch.dtype) -> str:
 
 
 def selective_scan_fast(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                        return_last_state=False, impl: str = "auto"):
+                        return_last_state=False, reverse=False, lengths=None, impl: str = "auto"):
     """Our fast scan, same contract as `selective_scan_ref`, differentiable in every tensor.
 
     impl: "auto" (compiled kernel for fp32/bf16/fp16 CPU tensors when it built, else the loop),
@@ -119,10 +138,23 @@ def selective_scan_fast(u, delta, A, B, C, D=None, z=None, delta_bias=None, delt
     """
     _check_real(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    check_reverse(reverse, lengths)
     work = _work_dtype(u, delta, A)
-    run = _scan_kernel if _resolve_impl(impl, u, work) == "kernel" else _scan_loop
-    with _no_autocast(u):
-        out, last = run(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), bool(return_last_state))
+    if _resolve_impl(impl, u, work) == "kernel":
+        rev_len = kernel_lengths(u.shape[0], u.shape[-1], lengths) if reverse else None
+        if reverse:  # B and C are small (N rows): permuted here, the (B, D, L) tensors inside the kernel
+            B, C = reverse_within_length(B, lengths), reverse_within_length(C, lengths)
+        with _no_autocast(u):
+            out, last = _scan_kernel(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
+                                     bool(return_last_state), rev_len)
+    elif reverse:
+        with _no_autocast(u):
+            out, last = _reversed(_scan_loop, lengths, u, delta, A, B, C, D, z, delta_bias,
+                                  bool(delta_softplus), True)
+    else:
+        with _no_autocast(u):
+            out, last = _scan_loop(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
+                                   bool(return_last_state))
     out = out.to(u.dtype)
     return (out, last) if return_last_state else out
 
@@ -148,13 +180,13 @@ def _fp32(t):
     return None if t is None else t.to(torch.float32).contiguous()
 
 
-def _scan_kernel(u, delta, A, B, C, D, z, delta_bias, softplus, want_last):
-    # The kernel wants B and C as (batch, L, N): one time step's N values contiguous.
+def _scan_kernel(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, rev_len=None):
+    # The kernel wants B and C as (batch, L, N): one time step's N values contiguous (in scan order).
     args = (_fp32(u), _fp32(delta), _fp32(A), _fp32(B.transpose(1, 2)), _fp32(C.transpose(1, 2)),
             _fp32(D), _fp32(z), _fp32(delta_bias))
     if _needs_grad(*args):
-        return KernelScanFn.apply(*args, softplus)
-    return cpu_kernel.scan_forward(*args, softplus, want_last)
+        return KernelScanFn.apply(*args, softplus, rev_len)
+    return cpu_kernel.scan_forward(*args, softplus, want_last, rev_len)
 
 
 class KernelScanFn(torch.autograd.Function):
@@ -164,11 +196,11 @@ class KernelScanFn(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, u, delta, A, Bt, Ct, D, z, delta_bias, softplus):
-        ctx.softplus = softplus
+    def forward(ctx, u, delta, A, Bt, Ct, D, z, delta_bias, softplus, rev_len):
+        ctx.softplus, ctx.rev_len = softplus, rev_len
         ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None
         ctx.save_for_backward(u, delta, A, Bt, Ct, D, z, delta_bias)
-        return cpu_kernel.scan_forward(u, delta, A, Bt, Ct, D, z, delta_bias, softplus, True)
+        return cpu_kernel.scan_forward(u, delta, A, Bt, Ct, D, z, delta_bias, softplus, True, rev_len)
 
     @staticmethod
     def backward(ctx, dout, dlast):
@@ -176,13 +208,13 @@ class KernelScanFn(torch.autograd.Function):
         dout = torch.zeros_like(u) if dout is None else dout.to(torch.float32).contiguous()
         dlast = None if dlast is None else dlast.to(torch.float32).contiguous()
         grads = cpu_kernel.scan_backward(u, delta, A, Bt, Ct, D, z, delta_bias, dout, dlast,
-                                         ctx.softplus)
+                                         ctx.softplus, ctx.rev_len)
         grads = [g if need else None for g, need in zip(grads, ctx.needs_input_grad)]
-        return (*grads, None)
+        return (*grads, None, None)
 
 
 def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                      return_last_state=False):
+                      return_last_state=False, reverse=False, lengths=None):
     """Selective scan on the active backend (EEGMAMBA_BACKEND); same contract as the reference.
 
     CUDA tensors go to mamba_ssm's kernel when the backend allows it; everything else to
@@ -191,8 +223,15 @@ def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_
     """
     _check_real(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
     kernel = cuda_op("selective_scan", u)
-    if kernel is not None:
-        return kernel(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
-                      delta_softplus=delta_softplus, return_last_state=return_last_state)
-    return selective_scan_fast(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                               return_last_state)
+    if kernel is None:
+        return selective_scan_fast(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                   return_last_state, reverse, lengths)
+    check_reverse(reverse, lengths)
+
+    def run(u, delta, A, B, C, D, z, delta_bias, softplus, want_last):
+        return kernel(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=softplus,
+                      return_last_state=want_last)
+
+    if reverse:
+        return _reversed(run, lengths, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    return run(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)

@@ -9,6 +9,11 @@
  *   Bt, Ct                                 : (B, L, N)   B and C transposed so that the N values
  *                                                        of one time step are contiguous (SIMD over N)
  *   Dskip, delta_bias                      : (D,)        may be NULL (as may z)
+ *   rev_len                                : (B,) int64  NULL: scan forward in time. Otherwise scan
+ *                                                        each row reversed within rev_len[b] samples
+ *                                                        (fast_math.h, row_permute): u, delta, z and
+ *                                                        the outputs stay in time order, Bt and Ct
+ *                                                        (and dBt, dCt) come in scan order.
  *
  * Recurrence, per row and state n:
  *   dt_t = softplus(delta_t + bias)            (or without softplus)
@@ -26,14 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef int64_t i64;
+#include "fast_math.h"
 
-#define INLINE static inline __attribute__((always_inline))
-
-/* Exponent arguments are clamped so that expf never returns inf: under -ffast-math, 1/(1+inf)
- * may be computed as a reciprocal estimate plus a Newton step, and that gives 0 * inf = NaN. */
-INLINE float sigmoid(float x) { return 1.f / (1.f + expf(fminf(-x, 80.f))); }
-INLINE float softplus(float x) { return x <= 20.f ? log1pf(expf(fminf(x, 20.f))) : x; } /* as torch */
+INLINE float softplus(float x) { return x <= 20.f ? log1pf(fast_expf(fminf(x, 20.f))) : x; } /* as torch */
 INLINE float softplus_grad(float x) { return x <= 20.f ? sigmoid(x) : 1.f; }
 
 /* dt_t for one row, vectorised over time. */
@@ -55,7 +55,8 @@ INLINE void row_scan(i64 L, const int N, const float *restrict dt, const float *
                      const float *restrict A, const float *restrict Bt, const float *restrict Ct,
                      float *restrict y, float *restrict x, float *restrict X,
                      float *restrict Abar) {
-    for (int n = 0; n < N; n++) x[n] = 0.f;
+    float A2[N];  /* A log2(e): exp(dt A) = 2^(dt A2), one multiply less per state and step */
+    for (int n = 0; n < N; n++) x[n] = 0.f, A2[n] = A[n] * LOG2E;
     for (i64 t = 0; t < L; t++) {
         const float d = dt[t], du = d * u[t];
         const float *restrict b = Bt + t * N, *restrict c = Ct + t * N;
@@ -64,7 +65,7 @@ INLINE void row_scan(i64 L, const int N, const float *restrict dt, const float *
             float *restrict xs = X + t * N, *restrict as = Abar + t * N;
 #pragma omp simd reduction(+ : acc)
             for (int n = 0; n < N; n++) {
-                const float a = expf(d * A[n]);
+                const float a = fast_exp2f(d * A2[n]);
                 const float xn = a * x[n] + du * b[n];
                 x[n] = xn;
                 xs[n] = xn;
@@ -74,7 +75,7 @@ INLINE void row_scan(i64 L, const int N, const float *restrict dt, const float *
         } else {
 #pragma omp simd reduction(+ : acc)
             for (int n = 0; n < N; n++) {
-                const float xn = expf(d * A[n]) * x[n] + du * b[n];
+                const float xn = fast_exp2f(d * A2[n]) * x[n] + du * b[n];
                 x[n] = xn;
                 acc += c[n] * xn;
             }
@@ -97,13 +98,14 @@ static void row_scan_any(i64 L, int N, const float *dt, const float *u, const fl
 
 int ss_fwd_f32(const float *u, const float *delta, const float *A, const float *Bt,
                const float *Ct, const float *Dskip, const float *z, const float *delta_bias,
-               float *out, float *last_state, i64 batch, i64 dim, i64 L, i64 N,
+               const i64 *rev_len, float *out, float *last_state, i64 batch, i64 dim, i64 L, i64 N,
                int use_softplus, int nthreads) {
     const i64 rows = batch * dim;
     int failed = 0;
 #pragma omp parallel num_threads(nthreads)
     {
-        float *buf = malloc(sizeof(float) * (2 * L + N));   /* dt | y | x */
+        /* dt | y | x (N) | u, delta, z, out in scan order (reversed rows only) */
+        float *buf = malloc(sizeof(float) * (6 * L + N));
         if (!buf) {
 #pragma omp atomic write
             failed = 1;
@@ -114,21 +116,24 @@ int ss_fwd_f32(const float *u, const float *delta, const float *A, const float *
         for (i64 r = 0; r < rows; r++) {
             if (!buf) continue;
             const i64 b = r / dim, d = r % dim;
-            float *dt = buf, *y = buf + L, *x = buf + 2 * L;
-            const float *ur = u + r * L;
-            row_dt(L, delta + r * L, delta_bias ? delta_bias[d] : 0.f, use_softplus, dt);
+            float *dt = buf, *y = buf + L, *x = buf + 2 * L, *scratch = buf + 2 * L + N;
+            const i64 n = rev_len ? rev_len[b] : -1;
+            const float *ur = row_in(u + r * L, L, n, scratch);
+            row_dt(L, row_in(delta + r * L, L, n, scratch + L), delta_bias ? delta_bias[d] : 0.f,
+                   use_softplus, dt);
             row_scan_any(L, (int)N, dt, ur, A + d * N, Bt + b * L * N, Ct + b * L * N, y, x,
                          NULL, NULL);
             const float skip = Dskip ? Dskip[d] : 0.f;
-            float *o = out + r * L;
+            float *o = row_work(out + r * L, n, scratch + 3 * L);
             if (z) {
-                const float *zr = z + r * L;
+                const float *zr = row_in(z + r * L, L, n, scratch + 2 * L);
 #pragma omp simd
                 for (i64 t = 0; t < L; t++) o[t] = (y[t] + skip * ur[t]) * zr[t] * sigmoid(zr[t]);
             } else {
 #pragma omp simd
                 for (i64 t = 0; t < L; t++) o[t] = y[t] + skip * ur[t];
             }
+            row_out(out + r * L, o, L, n);
             if (last_state) memcpy(last_state + r * N, x, sizeof(float) * N);
         }
         free(buf);
@@ -196,15 +201,17 @@ static void row_adjoint_any(i64 L, int N, const float *dt, const float *u, const
  * for the whole batch. */
 int ss_bwd_f32(const float *u, const float *delta, const float *A, const float *Bt,
                const float *Ct, const float *Dskip, const float *z, const float *delta_bias,
-               const float *dout, const float *dlast, float *du, float *ddelta, float *dz, float *dA_row,
+               const i64 *rev_len, const float *dout, const float *dlast, float *du, float *ddelta,
+               float *dz, float *dA_row,
                float *dB_part, float *dC_part, float *dD_row, float *dbias_row, i64 batch,
                i64 dim, i64 L, i64 N, int use_softplus, i64 n_blocks, int nthreads) {
     const i64 tasks = batch * n_blocks;
     int failed = 0;
 #pragma omp parallel num_threads(nthreads)
     {
-        /* dt | y(->dy) | ddt | du_scan : L each ; X | Abar : L*N each ; x | zeros | carry : N */
-        float *buf = malloc(sizeof(float) * (4 * L + 2 * L * N + 3 * N));
+        /* dt | y(->dy) | ddt | du_scan : L each ; X | Abar : L*N each ; x | zeros | carry : N ;
+         * u, delta, dout, z, du, ddelta, dz in scan order (reversed rows only) : L each */
+        float *buf = malloc(sizeof(float) * (11 * L + 2 * L * N + 3 * N));
         if (!buf) {
 #pragma omp atomic write
             failed = 1;
@@ -216,7 +223,8 @@ int ss_bwd_f32(const float *u, const float *delta, const float *A, const float *
             const i64 d0 = p * dim / n_blocks, d1 = (p + 1) * dim / n_blocks;
             float *dt = buf, *y = buf + L, *ddt = buf + 2 * L, *du_scan = buf + 3 * L;
             float *X = buf + 4 * L, *Abar = X + L * N;
-            float *x = Abar + L * N, *zeros = x + N, *carry = zeros + N;
+            float *x = Abar + L * N, *zeros = x + N, *carry = zeros + N, *scratch = carry + N;
+            const i64 n = rev_len ? rev_len[b] : -1;
             const float *Btb = Bt + b * L * N, *Ctb = Ct + b * L * N;
             float *dBacc = dB_part + (p * batch + b) * L * N;  /* slot (p, b) */
             float *dCacc = dC_part + (p * batch + b) * L * N;
@@ -225,27 +233,31 @@ int ss_bwd_f32(const float *u, const float *delta, const float *A, const float *
             memset(zeros, 0, sizeof(float) * N);
             for (i64 d = d0; d < d1; d++) {
                 const i64 r = b * dim + d;
-                const float *ur = u + r * L, *dr = delta + r * L, *gr = dout + r * L;
+                const float *ur = row_in(u + r * L, L, n, scratch);
+                const float *dr = row_in(delta + r * L, L, n, scratch + L);
+                const float *gr = row_in(dout + r * L, L, n, scratch + 2 * L);
                 const float bias = delta_bias ? delta_bias[d] : 0.f;
                 const float skip = Dskip ? Dskip[d] : 0.f;
                 row_dt(L, dr, bias, use_softplus, dt);
                 row_scan_any(L, (int)N, dt, ur, A + d * N, Btb, Ctb, y, x, X, Abar);
                 /* Gate: out = (y + D u) * silu(z).  y becomes dy (the gradient at y). */
                 if (z) {
-                    const float *zr = z + r * L;
-                    float *dzr = dz + r * L;
+                    const float *zr = row_in(z + r * L, L, n, scratch + 3 * L);
+                    float *dzr = row_work(dz + r * L, n, scratch + 6 * L);
 #pragma omp simd
                     for (i64 t = 0; t < L; t++) {
                         const float s = sigmoid(zr[t]), yfull = y[t] + skip * ur[t];
                         dzr[t] = gr[t] * yfull * s * (1.f + zr[t] * (1.f - s));
                         y[t] = gr[t] * zr[t] * s;
                     }
+                    row_out(dz + r * L, dzr, L, n);
                 } else {
                     memcpy(y, gr, sizeof(float) * L);
                 }
                 row_adjoint_any(L, (int)N, dt, ur, y, A + d * N, Btb, Ctb, X, Abar, zeros,
                                 dlast ? dlast + r * N : NULL, carry, dA_row + r * N, dBacc, dCacc, ddt, du_scan);
-                float *dur = du + r * L, *ddr = ddelta + r * L;
+                float *dur = row_work(du + r * L, n, scratch + 4 * L);
+                float *ddr = row_work(ddelta + r * L, n, scratch + 5 * L);
                 float dD = 0.f, dbias = 0.f;
 #pragma omp simd reduction(+ : dD, dbias)
                 for (i64 t = 0; t < L; t++) {
@@ -255,6 +267,8 @@ int ss_bwd_f32(const float *u, const float *delta, const float *A, const float *
                     ddr[t] = g;
                     dbias += g;
                 }
+                row_out(du + r * L, dur, L, n);
+                row_out(ddelta + r * L, ddr, L, n);
                 dD_row[r] = dD;
                 dbias_row[r] = dbias;
             }
