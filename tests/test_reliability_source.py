@@ -87,6 +87,18 @@ ALLOWED_WRITES = {
     ("eegmamba_cli/data/edf.py", "write_annotations_edf",
      "pyedflib.EdfWriter(str(path), 0, file_type=pyedflib.FILETYPE_EDFPLUS)"):
         "fixture writer into scratch folders",
+    ("eegmamba_cli/training/peer_process.py", "write_inputs", "np.savez(path, **arrays)"):
+        "the peer child's input, in a TemporaryDirectory removed when the call returns",
+    ("eegmamba_cli/training/peer_process.py", "main",
+     "_error_path(outputs).write_text(json.dumps({'kind': 'unavailable', 'message': str(err)}))"):
+        "the peer child's error report, in the parent's TemporaryDirectory; read only if the child exits",
+    ("eegmamba_cli/training/peer_process.py", "main",
+     "_error_path(outputs).write_text(json.dumps({'kind': 'input', 'message': str(err)}))"):
+        "the peer child's error report, in the parent's TemporaryDirectory; read only if the child exits",
+    ("eegmamba_cli/training/peer_process.py", "main", "table.to_csv(outputs, index=False)"):
+        "the peer child's result, in the parent's TemporaryDirectory; read only after the child exited 0",
+    ("eegmamba_cli/bench/ab.py", "import_models_at", "(folder / 'models').rename(folder / 'basemodels')"):
+        "renames a folder inside the benchmark's own scratch checkout of an earlier commit",
 }
 IN_MEMORY = {"io.BytesIO", "io.StringIO", "BytesIO", "StringIO"}
 
