@@ -7,13 +7,13 @@ import pytest
 import torch
 
 import models
-from eegmamba_cli.bench.ab import REPO_ROOT, Case, compare, import_models_at
+from eegmamba_cli.bench.ab import SOURCE_ROOT, Case, compare, import_models_at
 
 
 def _is_git_checkout() -> bool:
     if shutil.which("git") is None:
         return False
-    done = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True)
+    done = subprocess.run(["git", "-C", str(SOURCE_ROOT), "rev-parse", "HEAD"], capture_output=True)
     return done.returncode == 0
 
 

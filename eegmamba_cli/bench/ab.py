@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from ..child_env import SOURCE_ROOT
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Case:
 
 def import_models_at(commit: str, folder: Path):
     """The `models` package of `commit`, imported as `basemodels` from `folder`."""
-    archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", commit, "models"], check=True,
+    archive = subprocess.run(["git", "-C", str(SOURCE_ROOT), "archive", commit, "models"], check=True,
                              capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
     (folder / "models").rename(folder / "basemodels")

@@ -17,7 +17,6 @@ death never colour the next. In the cell:
 from __future__ import annotations
 
 import json
-import os
 import re
 import resource
 import statistics
@@ -31,8 +30,9 @@ from typing import Callable, Iterable
 import torch
 import torch.nn.functional as F
 
+from ..child_env import python_child_env
+
 MODELS = ("eegmamba", "transformer")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -220,8 +220,7 @@ def measure_safely(cell: Cell) -> dict:
 
 def run_isolated(cell: Cell, timeout_s: float) -> dict:
     """Run `measure` in a child Python; out-of-memory, crashes and timeouts come back as status rows."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env = python_child_env()
     cmd = [sys.executable, "-m", "eegmamba_cli.bench.model", json.dumps(asdict(cell))]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)

@@ -26,12 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..child_env import python_child_env
+
 NIGHT = dict(name="night-8h-1ch", corpus="sleepedf", hours=8.0, sfreq=100.0)
 MONTAGE = dict(name="hour-1h-23ch", corpus="chbmit", hours=1.0, sfreq=256.0)
 QUICK_HOURS = {"sleepedf": 0.25, "chbmit": 0.05}
 QUICK_WIDTH = 32  # d_model of the --quick models
 PRESETS = ("single-task", "multitask")
-REPO_ROOT = Path(__file__).resolve().parents[2]  # the children import this checkout of eegmamba_cli
 START = dt.datetime(2020, 5, 1, 22, 0, 0)
 
 
@@ -120,8 +121,7 @@ def cases(precisions, native_bf16: bool):
 
 
 def child_env(threads: int | None) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    env = python_child_env()  # the children import this checkout of eegmamba_cli
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     return env

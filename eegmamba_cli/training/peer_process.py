@@ -14,7 +14,6 @@ The child exits 0 with OUT.csv written, or non-zero with OUT.error.json: {"kind"
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..child_env import python_child_env
 from .peers import PEERS, RESULT_COLUMNS, PeersUnavailable, run_peers
 from .protocols import Fold
 
@@ -38,7 +38,7 @@ def run_peers_in_child(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold], clas
         inputs, outputs = Path(tmp) / "inputs.npz", Path(tmp) / "results.csv"
         write_inputs(inputs, X, y, folds, class_names, seed=seed, peers=peers)
         done = subprocess.run([*command, str(inputs), str(outputs)], capture_output=True, text=True,
-                              env=_child_env())
+                              env=python_child_env())
         error = _error_path(outputs)
         if error.exists():
             report = json.loads(error.read_text())
@@ -47,14 +47,6 @@ def run_peers_in_child(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold], clas
             tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise RuntimeError(f"the peer process failed (exit {done.returncode}): {tail}")
         return pd.read_csv(outputs)[list(RESULT_COLUMNS)]
-
-
-def _child_env() -> dict[str, str]:
-    """Our environment, with this package's folder first on PYTHONPATH: the child must import the same
-    eegmamba_cli as the parent, also when it runs from a source checkout rather than an installed copy."""
-    root = str(Path(__file__).resolve().parents[2])
-    path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": root if not path else os.pathsep.join([root, path])}
 
 
 def write_inputs(path: Path, X, y, folds: Sequence[Fold], class_names: Sequence[str], *, seed: int,
