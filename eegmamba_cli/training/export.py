@@ -43,15 +43,15 @@ def export_model(run: str | Path, out: str | Path, fold: int | None = None) -> P
         raise UserError(f"{directory}: has no {ckpt.MODEL_FILE} (only safetensors checkpoints are exported)")
     weights = ckpt.model_bytes(directory, meta)  # sha256-verified
     _check_destination(out)
-    record = _run_record(run, directory)
-    config = export_config(meta, record, directory)
+    owner = _owning_run(run, directory)
+    config = export_config(meta, _run_record(owner), directory)
     tmp = out.with_name(f".{out.name}.export-tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
         atomic_write_bytes(tmp / ckpt.MODEL_FILE, weights)
         atomic_write_json(tmp / ckpt.EXPORT_META_FILE, config)
-        atomic_write_text(tmp / CARD_FILE, model_card(config, _results(run, directory)))
+        atomic_write_text(tmp / CARD_FILE, model_card(config, _results(owner)))
         ckpt.publish(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -72,15 +72,21 @@ def is_export(path: Path) -> bool:
         return False
 
 
-def _run_record(run: Path, checkpoint: Path) -> dict:
-    """The run.json of the run the checkpoint belongs to ({} for a lone checkpoint folder)."""
-    for folder in (run, checkpoint.parent.parent):
-        if (folder / "run.json").is_file() and not is_fold_folder(folder):
-            try:
-                return RunFolder(folder).read()
-            except UserError:
-                return {}
-    return {}
+def _owning_run(run: Path, checkpoint: Path) -> RunFolder | None:
+    """The run folder the checkpoint belongs to: `run` itself, or the run above the checkpoint's fold
+    folder; None for a lone checkpoint folder."""
+    for folder in (RunFolder(run), RunFolder(checkpoint.parent.parent)):
+        if folder.record_path.is_file() and not is_fold_folder(folder.path):
+            return folder
+    return None
+
+
+def _run_record(owner: RunFolder | None) -> dict:
+    """Its run.json ({} without one, or when it cannot be read)."""
+    try:
+        return owner.read() if owner is not None else {}
+    except UserError:
+        return {}
 
 
 def export_config(meta: dict, run: dict, checkpoint: Path) -> dict:
@@ -105,15 +111,14 @@ def export_config(meta: dict, run: dict, checkpoint: Path) -> dict:
     )
 
 
-def _results(run: Path, checkpoint: Path) -> dict | None:
-    for folder in (run, checkpoint.parent.parent):
-        path = RunFolder(folder).results_json
-        if path.is_file():
-            try:
-                return json.loads(path.read_text())
-            except (OSError, ValueError):
-                return None
-    return None
+def _results(owner: RunFolder | None) -> dict | None:
+    """Its evaluate results (None when it was not evaluated)."""
+    if owner is None or not owner.results_json.is_file():
+        return None
+    try:
+        return json.loads(owner.results_json.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 # --- the model card ----------------------------------------------------------------------------------
@@ -126,7 +131,7 @@ def model_card(config: dict, results: dict | None) -> str:
     lines = ["---", "library_name: eegmamba", "tags:", *[f"- {t}" for t in tags],
              "license:  # set the licence under which you share these weights (and check the data's terms)",
              "---", "", f"# EEGMamba: {', '.join(d['name'] for d in datasets)}", "",
-             f"A multi-task EEGMamba (d_model {mc['d_model']}, {mc['n_layers']} BiMamba blocks"
+             f"An EEGMamba (d_model {mc['d_model']}, {mc['n_layers']} BiMamba blocks"
              f"{' + MoE blocks' if mc.get('use_moe') else ''}) exported by `eegmamba export` from a training run. "
              "Every head below is one dataset; call the model with the dataset's head.", "",
              "## Heads and preprocessing", "",
