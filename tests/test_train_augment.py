@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from eegmamba_cli.training.augment import (Augmentations, amplitude_scale, channel_dropout, gaussian_noise,
-                                           random_crop, time_shift)
+from eegmamba_cli.training.augment import (Augmentations, amplitude_scale, centre_crop, channel_dropout,
+                                           gaussian_noise, random_crop, time_shift)
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -126,8 +126,23 @@ def test_random_crop_zero_or_too_wide_is_the_identity_and_draws_nothing():
     assert torch.equal(g.get_state(), before)
 
 
+def test_centre_crop_is_the_middle_of_what_random_crop_would_keep():
+    x = torch.arange(40, dtype=torch.float32).expand(3, 1, 40).clone()
+    lengths = np.array([40, 31, 8])  # right-padded; the last is shorter than twice the crop
+    out, kept = centre_crop(x, lengths, 10)
+    _, random_kept = random_crop(x, lengths, 10, gen(0))
+    assert out.shape == (3, 1, 30) and kept.tolist() == random_kept.tolist() == [30, 21, 4]
+    assert [int(row[0]) for row in out[:, 0]] == [5, 5, 2]  # (valid - kept) // 2: the odd sample at the end
+    assert torch.equal(out[1, 0, :21], torch.arange(5, 26, dtype=torch.float32))
+    whole, none = centre_crop(x, None, 7)
+    assert none is None and torch.equal(whole, x[..., 3:36])
+    for crop in (0, 20, 25):  # nothing, or too wide: the batch as it is, as random_crop leaves it
+        same, same_lengths = centre_crop(x, lengths, crop)
+        assert same is x and same_lengths is lengths
+
+
 def test_augmentations_crop_in_seconds():
     x = batch(length=200)
     out, _ = Augmentations(crop_s=0.5).crop(x, None, 100.0, gen(0))
-    assert out.shape[-1] == 150
+    assert out.shape[-1] == 150 and Augmentations(crop_s=0.5).crop_samples(100.0) == 50
     assert Augmentations(crop_s=0.5).enabled and not Augmentations().enabled

@@ -4,6 +4,8 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -15,6 +17,12 @@ from eegmamba_cli.training.config import resolve_recipe
 from eegmamba_cli.training.recipe import (PAPER, RECIPE_CHOICES, SCHEDULES, SMALL, SMALL_DATA_THRESHOLD,
                                           choose_recipe, early_stop, lr_factor, warmup_epochs)
 from eegmamba_cli.training.trainer import TrainConfig, model_config, train
+from eegmamba_cli.data.cache import WindowCache
+from eegmamba_cli.training.checkpoint import load_checkpoint
+from eegmamba_cli.predict.model import load_head
+from eegmamba_cli.predict.run import classify
+from eegmamba_cli.training.evaluation import EvalConfig, evaluate_run
+from eegmamba_cli.training.run_folder import RunFolder
 from helpers_cache import make_cache
 from helpers_reliability import sha256
 from models import preset
@@ -124,6 +132,32 @@ def test_small_recipe_trains_on_random_crops(tmp_path):
     assert aug.crop_s == 0.5 and aug.time_shift_s == 0  # crops instead of a zero-filled shift
     out, _ = aug.crop(torch.zeros(2, 3, 800), None, 200.0, torch.Generator().manual_seed(0))
     assert out.shape == (2, 3, 700)
+
+
+def test_a_model_trained_on_crops_is_validated_and_evaluated_on_centre_crops(tmp_path):
+    make_cache(tmp_path, "long", n_subjects=6, windows_per_subject=6, samples=300)  # 1.5 s at 200 Hz
+    out = tmp_path / "run"
+    train(small_cfg(tmp_path, out, tasks="long", epochs=2), quiet=True)
+    meta = json.loads((out / "fold-1" / "last" / "checkpoint.json").read_text())
+    assert meta["datasets"][0]["crop_samples"] == 100  # 0.5 s: the model reads 200 of the 300 samples
+    assert json.loads((out / "run.json").read_text())["datasets"][0]["crop_samples"] == 100
+    evaluate_run(EvalConfig(run_dir=out, device="cpu"))
+    saved = pd.read_parquet(RunFolder(out).fold(1).predictions_file("long"))
+    model, _ = load_checkpoint(out / "fold-1" / "best")
+    model.eval()
+    cache = WindowCache(tmp_path / "long")
+    x = torch.from_numpy(cache.windows(saved["row"].to_numpy()))
+    with torch.no_grad():
+        centre = torch.softmax(model(x[..., 50:250], 0)[0].double(), 1).numpy()
+        whole = torch.softmax(model(x, 0)[0].double(), 1).numpy()
+    assert np.allclose(saved["p_0"], centre[:, 0], atol=1e-6)
+    assert not np.allclose(saved["p_0"], whole[:, 0], atol=1e-4)  # the crop changes the answer
+    head = load_head(out, "long", "cpu", fold=1)  # predict's path (the best checkpoint, as evaluate's)
+    assert np.allclose(classify(head, x.numpy(), 4, "cpu"), centre, atol=1e-6)
+    without = tmp_path / "whole"
+    train(small_cfg(tmp_path, without, tasks="long", epochs=1, augment=False), quiet=True)
+    meta = json.loads((without / "fold-1" / "last" / "checkpoint.json").read_text())
+    assert "crop_samples" not in meta["datasets"][0]  # trained on whole windows: records as before
 
 
 def test_given_settings_override_the_recipe(tmp_path):

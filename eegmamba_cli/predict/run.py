@@ -19,7 +19,7 @@ from ..data.base import Piece, RecordingError
 from ..data.pipeline import preprocess_piece
 from ..data.signal import fixed_windows, resample_factor
 from ..precision import resolve_precision
-from ..training.inference import probabilities, window_logits
+from ..training.inference import crop_for, probabilities, window_logits
 from .channels import ChannelMatcher, Source, read_channel_map
 from .model import Head
 from .recording import LazyChannels, load_channels, open_recording
@@ -142,7 +142,7 @@ def _check_rate(name: str, sfreq: float, head: Head) -> None:
 def classify(head: Head, windows: np.ndarray, batch_size: int, device, precision: str = "auto") -> np.ndarray:
     """Class probabilities (n, K), float64, in batches, in eval mode."""
     logits = window_logits(head.model, windows, head.index, batch_size, torch.device(device),
-                           len(head.class_names), precision)
+                           len(head.class_names), precision, crop_for(head.record))
     return probabilities(logits)
 
 

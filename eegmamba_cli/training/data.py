@@ -54,15 +54,20 @@ def dataset_spec(cache: WindowCache) -> DatasetSpec:
     return DatasetSpec(cache.name, len(cache.channels), len(cache.class_names), cache.info.get("task", ""))
 
 
-def dataset_record(cache: WindowCache) -> dict:
+def dataset_record(cache: WindowCache, crop_samples: int = 0) -> dict:
     """What a checkpoint stores about a dataset so that a model can be used without its cache.
 
     The window is recorded as the cache holds it, in samples at `sfreq` (200 Hz); `predict` turns it back
     into seconds with `data.base.to_seconds`, the one conversion, so old checkpoints read the same way.
+    `crop_samples` (only when > 0, so records of models trained on whole windows are unchanged): the model
+    was trained on random crops that much shorter, and is scored on centre crops (inference.crop_for).
     """
     spec = dataset_spec(cache)
-    return dict(name=spec.name, n_channels=spec.n_channels, n_classes=spec.n_classes, task=spec.task,
-                class_names=cache.class_names, channels=cache.channels,
-                window_samples=cache.window_samples, sfreq=cache.info.get("sfreq"),
-                fingerprint=cache.fingerprint,
-                params=cache.info.get("params", {}))  # normalisation, for `predict` on raw recordings
+    record = dict(name=spec.name, n_channels=spec.n_channels, n_classes=spec.n_classes, task=spec.task,
+                  class_names=cache.class_names, channels=cache.channels,
+                  window_samples=cache.window_samples, sfreq=cache.info.get("sfreq"),
+                  fingerprint=cache.fingerprint,
+                  params=cache.info.get("params", {}))  # normalisation, for `predict` on raw recordings
+    if crop_samples > 0:
+        record["crop_samples"] = int(crop_samples)
+    return record

@@ -35,7 +35,7 @@ from .checkpoint import load_checkpoint
 from .config import protocol_of, protocol_settings
 from .distributed import resolve_device
 from .environment import environment
-from .inference import cache_logits, probabilities
+from .inference import cache_logits, crop_for, probabilities
 from .metrics import METRICS, PAPER_METRICS, MissingClassWarning, classification_metrics, mean_std
 from .paper import DISPLAY_NAMES, PAPER_RESULTS, PAPER_TABLES
 from .run_folder import DEFAULT_SELECT, SELECTIONS, FoldFolder, RunFolder
@@ -158,7 +158,7 @@ def _protocol_words(settings: dict) -> str:
 def _score(model, d: int, record: dict, cache: WindowCache, test: np.ndarray, batch_size: int,
            device: torch.device, fold: int, precision: str) -> tuple[np.ndarray, np.ndarray, dict]:
     """(labels, probabilities, metrics) of head `d` on the test rows; a missing class is a warning."""
-    proba = probabilities(cache_logits(model, cache, test, d, batch_size, device, precision))
+    proba = probabilities(cache_logits(model, cache, test, d, batch_size, device, precision, crop_for(record)))
     y = cache.labels[test]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MissingClassWarning)

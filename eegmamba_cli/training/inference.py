@@ -2,7 +2,9 @@
 autocast, decided by eegmamba_cli.precision).
 
 Validation during training, `evaluate` and `predict` all call `logits` (directly or through
-`cache_logits`), so they see the same numbers for the same windows at the same precision.
+`cache_logits`), so they see the same numbers for the same windows at the same precision. A model trained
+on random crops is scored on each window's centre crop of the same length (`crop`, the dataset record's
+`crop_samples`: `crop_for`).
 """
 from __future__ import annotations
 
@@ -15,7 +17,13 @@ import torch
 
 from ..data.cache import WindowCache
 from ..precision import autocast, resolve_precision
+from .augment import centre_crop
 from .batches import BatchReader
+
+
+def crop_for(record: dict) -> int:
+    """The samples a head's windows lose before the model sees them (0 for models trained on whole ones)."""
+    return int(record.get("crop_samples", 0))
 
 
 def prefetch(load: Callable, items: Iterable, depth: int = 2) -> Iterator:
@@ -32,17 +40,19 @@ def prefetch(load: Callable, items: Iterable, depth: int = 2) -> Iterator:
 
 @torch.no_grad()
 def logits(model: torch.nn.Module, batches: Iterable[np.ndarray | tuple[np.ndarray, np.ndarray | None]],
-           dataset: int, device: torch.device, n_classes: int, precision: str = "auto") -> np.ndarray:
+           dataset: int, device: torch.device, n_classes: int, precision: str = "auto",
+           crop: int = 0) -> np.ndarray:
     """float32 logits (n, K) of `model` in eval mode on the window batches (B, C, L), in order, at
     `precision` (fp32 | bf16 | auto); a batch may come as (windows, lengths) with lengths (B,) the valid
-    samples of right-padded windows (batches.py)."""
+    samples of right-padded windows (batches.py). `crop` > 0: each window's centre, `crop` samples shorter."""
     device = torch.device(device)
     precision = resolve_precision(precision, device)
     model.eval()
     out = []
     for batch in batches:
         x, lengths = batch if isinstance(batch, tuple) else (batch, None)
-        xt = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+        xt, lengths = centre_crop(torch.from_numpy(np.ascontiguousarray(x)), lengths, crop)
+        xt = xt.to(device)
         lt = None if lengths is None else torch.from_numpy(lengths).to(device)
         with autocast(device, precision):
             batch_logits, _ = model(xt, dataset, lt)
@@ -51,17 +61,18 @@ def logits(model: torch.nn.Module, batches: Iterable[np.ndarray | tuple[np.ndarr
 
 
 def window_logits(model: torch.nn.Module, windows: np.ndarray, dataset: int, batch_size: int,
-                  device: torch.device, n_classes: int, precision: str = "auto") -> np.ndarray:
+                  device: torch.device, n_classes: int, precision: str = "auto", crop: int = 0) -> np.ndarray:
     """`logits` of an array of windows (n, C, L), `batch_size` at a time."""
     batches = (windows[i:i + batch_size] for i in range(0, len(windows), batch_size))
-    return logits(model, batches, dataset, device, n_classes, precision)
+    return logits(model, batches, dataset, device, n_classes, precision, crop)
 
 
 def cache_logits(model: torch.nn.Module, cache: WindowCache, rows: np.ndarray, dataset: int, batch_size: int,
-                 device: torch.device, precision: str = "auto") -> np.ndarray:
+                 device: torch.device, precision: str = "auto", crop: int = 0) -> np.ndarray:
     """`logits` of the manifest rows `rows` of `cache`, the next batches read while one runs."""
     chunks = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
-    return logits(model, prefetch(BatchReader(cache), chunks), dataset, device, len(cache.class_names), precision)
+    return logits(model, prefetch(BatchReader(cache), chunks), dataset, device, len(cache.class_names), precision,
+                  crop)
 
 
 def probabilities(logits_: np.ndarray) -> np.ndarray:

@@ -139,9 +139,18 @@ class RunContext:
         if self.dist.is_main and not self.quiet:
             console.print(text, highlight=False)
 
+    def crops(self) -> dict[str, int]:
+        """Per dataset, the samples a training crop removes, which evaluation's centre crop removes too."""
+        augment = self.cfg.augmentations()
+        return {name: augment.crop_samples(float(c.info.get("sfreq", 0.0))) for name, c in self.caches.items()}
+
+    def dataset_records(self) -> list[dict]:
+        crops = self.crops()
+        return [dataset_record(c, crops[name]) for name, c in self.caches.items()]
+
     def record(self) -> dict:
         return dict(config=self.cfg.to_json(), recipe=self.recipe_choice, model_config=self.mconfig.to_dict(),
-                    datasets=[dataset_record(c) for c in self.caches.values()],
+                    datasets=self.dataset_records(),
                     device=str(self.device), precision=self.precision, world_size=self.dist.world_size,
                     environment=environment(), **({"lineage": self.lineage} if self.lineage else {}))
 
@@ -243,7 +252,7 @@ def fold_settings(ctx: RunContext, fold: int) -> dict:
     """What every checkpoint of this fold records about how it was trained."""
     return dict(kind="eegmamba-checkpoint", version=__version__, torch=torch.__version__,
                 model_config=ctx.mconfig.to_dict(), preset=ctx.cfg.preset, ablations=list(ctx.cfg.ablations),
-                datasets=[dataset_record(c) for c in ctx.caches.values()], seed=ctx.cfg.seed, fold=fold,
+                datasets=ctx.dataset_records(), seed=ctx.cfg.seed, fold=fold,
                 fold_seed=derive_seed(ctx.cfg.seed, fold), train=ctx.cfg.to_json(),
                 resume_key=ctx.cfg.resume_key(), precision=ctx.precision,
                 **({"lineage": ctx.lineage} if ctx.lineage else {}))
@@ -409,7 +418,7 @@ class FoldTrainer:
         all_reduce_sum(stats, info)
         elapsed = time.perf_counter() - start
         val = validation_sums(self.model, ctx.caches, self.splits, self.labels, self.cfg.batch_size, device, info,
-                              ctx.precision)
+                              ctx.precision, ctx.crops())
         in_sync = ranks_in_sync(unwrap(model), info)
         if not in_sync:
             raise RuntimeError(f"fold {self.fold} epoch {epoch}: DDP ranks hold different weights")

@@ -13,15 +13,18 @@ from .inference import cache_logits
 
 def validation_sums(model: torch.nn.Module, caches: dict[str, WindowCache], splits: dict[str, Split],
                     labels: dict[str, np.ndarray], batch_size: int, device: torch.device,
-                    info: DistInfo, precision: str = "auto") -> dict[str, tuple[float, float, float]]:
-    """Per dataset: (Σ CE, Σ correct, n) over its validation windows. Each rank scores its own share of
-    them; the sums are all-reduced, so every rank returns the totals."""
+                    info: DistInfo, precision: str = "auto",
+                    crops: dict[str, int] | None = None) -> dict[str, tuple[float, float, float]]:
+    """Per dataset: (Σ CE, Σ correct, n) over its validation windows, centre-cropped by `crops[name]`
+    samples (the training crop). Each rank scores its own share of them; the sums are all-reduced, so every
+    rank returns the totals."""
     out = torch.zeros(len(caches), 3, dtype=torch.float64, device=device)
     for d, (name, split) in enumerate(splits.items()):
         mine = np.array_split(split.val, info.world_size)[info.rank]
         if len(mine) == 0:
             continue
-        logits = torch.from_numpy(cache_logits(model, caches[name], mine, d, batch_size, device, precision))
+        logits = torch.from_numpy(cache_logits(model, caches[name], mine, d, batch_size, device, precision,
+                                                     (crops or {}).get(name, 0)))
         y = torch.from_numpy(labels[name][mine])
         out[d, 0] += F.cross_entropy(logits, y, reduction="sum").item()
         out[d, 1] += (logits.argmax(1) == y).sum().item()
