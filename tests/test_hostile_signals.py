@@ -210,6 +210,11 @@ def test_edfplus_annotations_past_the_end(tmp_path):
     lines = error_lines(result.output)
     assert result.exit_code == 1 and len(lines) == 1, result.output
     assert lines[0].startswith("error: sub-01_task-x_eeg.bdf annotations: no event long enough"), lines[0]
+    short = custom_bdf_raw(tmp_path / "short", [(2, 3.5, "left"), (10, 3.5, "right")])  # trials < the 4-s window
+    lines = error_lines(custom(short, tmp_path / "out-short", "--strict").output)
+    assert lines == ["error: sub-01_task-x_eeg.bdf annotations: no event long enough with trial_type in left, right: "
+                     "the longest lasts 3.5 s, shorter than the 4-s window (set the window option: window=3.5 or "
+                     "window=event) (stopped: --strict)"], lines
     raw2 = custom_bdf_raw(tmp_path / "raw2", [(2, 4, "left"), (16, 30, "right"), (500, 4, "left")])
     result = custom(raw2, tmp_path / "out2")
     assert result.exit_code == 0 and "2 windows" in result.output, result.output  # 2-6 s and 16-20 s

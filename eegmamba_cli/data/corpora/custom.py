@@ -346,9 +346,20 @@ class Custom(Corpus):
         piece = self._windows(events, Piece(data, sfreq, [], events=[]))
         if not piece.windows:
             source = ref.paths[1].name if len(ref.paths) > 1 else f"{path.name} annotations"
-            what = "with a duration" if self.per_event else "long enough"
-            raise RecordingError(f"{source}: no event {what} with trial_type in {', '.join(sorted(self.codes))}")
+            raise RecordingError(f"{source}: {self._no_windows(events)}")
         return Recording(ref, [piece])
+
+    def _no_windows(self, events: list[tuple[float, float, str]]) -> str:
+        """Why the labelled events gave no window, and what would, in the options' words."""
+        codes = ', '.join(sorted(self.codes))
+        if self.per_event:
+            return f"no event with a duration with trial_type in {codes}"
+        durations = [d for _, d, t in events if t in self.codes and d > 0]
+        if not durations:
+            return f"no event long enough with trial_type in {codes}"
+        longest = max(durations)
+        return (f"no event long enough with trial_type in {codes}: the longest lasts {longest:g} s, shorter than "
+                f"the {self.info.window_s:g}-s window (set the window option: window={longest:g} or window=event)")
 
     def _windows(self, events: list[tuple[float, float, str]], piece: Piece) -> Piece:
         """Fill `piece` with the windows of the labelled events, their event numbers and (per event) lengths."""
