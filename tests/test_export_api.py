@@ -260,3 +260,10 @@ def test_push_to_hub_uploads_an_export_folder(study, monkeypatch):
     assert url == "https://huggingface.co/someone/eegmamba-study"
     assert seen == {"token": "t", "repo": ("someone/eegmamba-study", "model", False),
                     "files": ["README.md", "config.json", "model.safetensors"]}
+
+
+def test_card_says_which_part_of_the_window_a_crop_trained_model_reads():
+    from eegmamba_cli.training.export import _window_words
+
+    assert _window_words(dict(window_s=4.0, sfreq=200.0)) == "4 s at 200 Hz"
+    assert _window_words(dict(window_s=4.0, sfreq=200.0, crop_samples=100)) == "4 s at 200 Hz (centre 3.5 s)"

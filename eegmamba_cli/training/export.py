@@ -122,6 +122,14 @@ def _results(owner: RunFolder | None) -> dict | None:
 
 
 # --- the model card ----------------------------------------------------------------------------------
+def _window_words(record: dict) -> str:
+    """`4 s at 200 Hz`, and for a model trained on crops the centre part it reads: `4 s at 200 Hz (centre 3.5 s)`."""
+    sfreq = record.get("sfreq") or 200
+    words = f"{record.get('window_s', 0):g} s at {sfreq:g} Hz"
+    crop = record.get("crop_samples", 0)
+    return words + (f" (centre {record.get('window_s', 0) - crop / sfreq:g} s)" if crop else "")
+
+
 def model_card(config: dict, results: dict | None) -> str:
     datasets = config["datasets"]
     tags = ["eeg", "eegmamba", "mamba", "mixture-of-experts", "pytorch", "safetensors",
@@ -142,7 +150,7 @@ def model_card(config: dict, results: dict | None) -> str:
         band = "the corpus's default" if band == "default" else "none" if band == "none" else \
             f"{band[0]:g}-{band[1]:g} Hz"
         lines.append(f"| {d['name']} | {d.get('task', '')} | {len(d.get('channels', []))}: "
-                     f"{', '.join(d.get('channels', []))} | {d.get('window_s', 0):g} s at {d.get('sfreq') or 200:g} Hz "
+                     f"{', '.join(d.get('channels', []))} | {_window_words(d)} "
                      f"| {', '.join(d.get('class_names', []))} | {band} | {params.get('normalize', 'window')} |")
     lines += ["", "Recordings are filtered at their own rate, resampled to 200 Hz, cut into windows and "
               "normalised exactly as the training caches were (`eegmamba predict` and the Python API do this).",
