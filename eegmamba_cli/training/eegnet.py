@@ -63,6 +63,8 @@ def temporal_kernel(sfreq: float) -> int:
 
 
 class EEGNet(nn.Module):
+    """EEGNet-F1,D for windows of `n_channels` x `n_samples`; `kernel`: the temporal filters' length."""
+
     def __init__(self, n_channels: int, n_samples: int, n_classes: int, kernel: int,
                  cfg: EEGNetConfig = EEGNetConfig()):
         super().__init__()
@@ -72,13 +74,13 @@ class EEGNet(nn.Module):
         self.cfg = cfg
         F1, F2, FD = cfg.F1, cfg.F2, cfg.F1 * cfg.D
         self.temporal = _same_in_time(1, F1, kernel)
+        self.bn_temporal = _batch_norm(F1)
         self.spatial = nn.Conv2d(F1, FD, (n_channels, 1), groups=F1, bias=False)
         self.block1 = nn.Sequential(_batch_norm(FD), nn.ELU(), nn.AvgPool2d((1, 4)), nn.Dropout(cfg.dropout))
         self.separable = nn.Sequential(
             _same_in_time(FD, FD, cfg.separable_kernel, groups=FD),
             nn.Conv2d(FD, F2, 1, bias=False))
         self.block2 = nn.Sequential(_batch_norm(F2), nn.ELU(), nn.AvgPool2d((1, 8)), nn.Dropout(cfg.dropout))
-        self.bn_temporal = _batch_norm(F1)
         with torch.no_grad():  # the flattened width for any C and T, from one dummy window
             n_features = self._features(torch.zeros(1, n_channels, n_samples)).shape[1]
         self.dense = nn.Linear(n_features, n_classes)
@@ -150,7 +152,7 @@ class EEGNetClassifier:
         with _one_thread_seeded(self.seed):
             self.model_ = EEGNet(X.shape[1], X.shape[2], len(self.classes_), self.kernel, cfg)
             optimiser = torch.optim.Adam(self.model_.parameters(), lr=cfg.lr)
-            steps = np.random.default_rng(self.seed)
+            shuffle = np.random.default_rng(self.seed)
             n_batches = -(-len(X) // cfg.batch_size)
             schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.epochs * n_batches)
             inputs = torch.from_numpy(X / self.scale_)
@@ -158,7 +160,7 @@ class EEGNetClassifier:
             self.model_.train()
             for _ in range(cfg.epochs):
                 # equal-sized batches: no last batch of one or two windows for batch norm to fit
-                for batch in np.array_split(steps.permutation(len(X)), n_batches):
+                for batch in np.array_split(shuffle.permutation(len(X)), n_batches):
                     loss = nn.functional.cross_entropy(self.model_(inputs[batch]), targets[batch])
                     optimiser.zero_grad()
                     loss.backward()
