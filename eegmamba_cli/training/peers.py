@@ -105,7 +105,9 @@ def missing_libraries(peers: Sequence[str] = PEERS) -> dict[str, str]:
 
 def check_installed(peers: Sequence[str] = PEERS) -> None:
     """PeersUnavailable, naming the extra, when a peer's library is not installed; imports nothing."""
-    for name, library in missing_libraries(peers).items():  # the first one
+    missing = missing_libraries(peers)
+    if missing:
+        name, library = next(iter(missing.items()))
         raise PeersUnavailable(f"peer {name} needs {library} ({library} is not installed); {INSTALL_HINT}")
 
 
