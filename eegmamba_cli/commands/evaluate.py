@@ -24,7 +24,7 @@ def main(
         help="Random subset of at most N test windows per dataset and fold [default: the run's setting].")] = None,
     peers: Annotated[bool, typer.Option(
         "--peers/--no-peers", help="Also fit peers on the same folds and compare: EEGNet always, MiniRocket and a "
-                                   "Riemannian tangent-space pipeline when pip install \"eegmamba[peers]\" has "
+                                   "Riemannian tangent-space pipeline when pip install \"eegmamba\\[peers]\" has "
                                    "installed them; writes peers.csv and peers.png.")] = False,
     json_out: Annotated[bool, typer.Option("--json/--no-json", help="Also print results.json to stdout.")] = False,
     allow_pickle_checkpoint: Annotated[bool, typer.Option(
