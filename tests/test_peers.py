@@ -1,6 +1,7 @@
-"""Peer baselines (MiniRocket, Riemannian tangent space) on the same windows and folds as EEGMamba.
+"""Peer baselines (MiniRocket, Riemannian tangent space, EEGNet) on the same windows and folds as EEGMamba.
 
-Tests that fit a peer skip cleanly without the optional `peers` extra. They fit them through
+Tests that fit MiniRocket or the Riemannian pipeline skip cleanly without the optional `peers` extra; EEGNet
+(test_eegnet.py for the network itself) needs none, so its tests always run. They fit them through
 `run_peers_in_child`, as `evaluate --peers` does: importing aeon / numba into the test process would change
 the numerics of the torch tests that run after them."""
 from __future__ import annotations
@@ -16,11 +17,14 @@ import pytest
 
 from eegmamba_cli.training import peers as peers_module
 from eegmamba_cli.training.peer_process import run_peers_in_child
-from eegmamba_cli.training.peers import (INSTALL_HINT, PEERS, RESULT_COLUMNS, PeersUnavailable, check_installed,
-                                         run_peers)
+from eegmamba_cli.training.peers import (INSTALL_HINT, LIBRARIES, PEERS, RESULT_COLUMNS, PeersUnavailable,
+                                         check_installed, installed_peers, run_peers)
+
+from eegmamba_cli.training.protocols import Protocol, make_folds
+from test_eegnet import sine_classes
 
 PEER_LIBRARIES = ("aeon", "pyriemann", "numba")
-from eegmamba_cli.training.protocols import Protocol, make_folds
+EXTRA_PEERS = tuple(LIBRARIES)  # the peers of the optional extra
 
 
 @pytest.fixture
@@ -53,14 +57,14 @@ def test_peers_separate_spatial_covariance_classes(peers_installed):
     X, y = covariance_classes()
     folds = make_folds(Protocol("within-subject", n_folds=3, seed=0), trials_table(y))
     before = _peer_modules()
-    result = run_peers_in_child(X, y, folds, ["a", "b"], seed=0)
+    result = run_peers_in_child(X, y, folds, ["a", "b"], seed=0, peers=EXTRA_PEERS)
     assert _peer_modules() == before  # fitted in the child: nothing of theirs loaded here
     assert list(result.columns) == list(RESULT_COLUMNS)
-    assert len(result) == len(PEERS) * len(folds)
+    assert len(result) == len(EXTRA_PEERS) * len(folds)
     assert sorted(map(tuple, result[["peer", "fold"]].to_numpy().tolist())) == sorted(
-        (p, f.number) for p in PEERS for f in folds)
-    assert (result.n_test == [len(f.test) for f in folds] * len(PEERS)).all()
-    assert (result.n_train == [len(f.train) + len(f.val) for f in folds] * len(PEERS)).all()
+        (p, f.number) for p in EXTRA_PEERS for f in folds)
+    assert (result.n_test == [len(f.test) for f in folds] * len(EXTRA_PEERS)).all()
+    assert (result.n_train == [len(f.train) + len(f.val) for f in folds] * len(EXTRA_PEERS)).all()
     assert (result[["fit_seconds", "predict_seconds"]] >= 0).all().all()
     means = result.groupby("peer")[["accuracy", "balanced_accuracy", "cohen_kappa"]].mean()
     assert (means.accuracy >= 0.8).all(), means  # chance is 0.5
@@ -86,7 +90,27 @@ def test_missing_extra_names_the_install_command(monkeypatch):
         check_installed()
 
 
-def variance_peer(name):
+def test_eegnet_needs_no_extra(monkeypatch):
+    real = peers_module.importlib.util.find_spec
+    monkeypatch.setattr(peers_module.importlib.util, "find_spec",
+                        lambda name: None if name in ("aeon", "pyriemann") else real(name))
+    check_installed(["eegnet"])
+    assert installed_peers() == ("eegnet",)
+    assert peers_module.missing_libraries() == {"minirocket": "aeon", "riemann": "pyriemann"}
+
+
+def test_run_peers_fits_eegnet_here_without_the_extra():
+    X, y = sine_classes()
+    folds = make_folds(Protocol("within-subject", n_folds=2, seed=0), trials_table(y))
+    before = _peer_modules()
+    result = run_peers(X, y, folds, ["minus", "plus"], seed=0, peers=("eegnet",), sfreq=128.0)
+    assert _peer_modules() == before
+    assert result.peer.tolist() == ["eegnet"] * 2 and result.fold.tolist() == [f.number for f in folds]
+    assert (result.n_train == [len(f.train) + len(f.val) for f in folds]).all()
+    assert (result.accuracy == 1.0).all() and (result.cohen_kappa == 1.0).all(), result
+
+
+def variance_peer(name, sfreq=None):
     """A stand-in for both peers that needs no extra: log-variance of each channel, logistic regression."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -138,7 +162,7 @@ def test_child_errors_come_back_as_one_line(fake_child):
     with pytest.raises(PeersUnavailable, match=r'^peer riemann needs pyriemann \(pyriemann could not be imported\); '
                                                r'pip install "eegmamba\[peers\]"$'):
         run_peers_in_child(X, y, folds, ["a", "b"], peers=["riemann"], command=command)
-    with pytest.raises(ValueError, match=r"^unknown peer\(s\) lda; choose from minirocket, riemann$"):
+    with pytest.raises(ValueError, match=r"^unknown peer\(s\) lda; choose from minirocket, riemann, eegnet$"):
         run_peers_in_child(X, y, folds, ["a", "b"], peers=["lda"])  # the real child
 
 
@@ -150,7 +174,8 @@ def test_a_crashed_child_is_a_runtime_error():
 
 
 @pytest.mark.parametrize("change,message", [
-    (dict(peers=["lda"]), r"^unknown peer\(s\) lda; choose from minirocket, riemann$"),
+    (dict(peers=["lda"]), r"^unknown peer\(s\) lda; choose from minirocket, riemann, eegnet$"),
+    (dict(peers=["eegnet"]), r"^peer eegnet needs the windows' sampling rate, got None$"),
     (dict(X=np.zeros((12, 256))), r"^windows must be \(N, channels, samples\) with one label each, got \(12, 256\)"),
     (dict(class_names=["a"]), r"^labels must be class codes 0\.\.0, got values \[0 1\]$"),
     (dict(folds=[]), r"^no folds to fit the peers on$"),
@@ -188,7 +213,8 @@ def test_eegmmidb_s001_imagined_left_right_within_subject(realdata, peers_instal
     assert table.groupby("run").label.sum().to_dict() == {"12": 8, "4": 7, "8": 7}  # right-hand cues per run
     folds = make_folds(Protocol("within-subject", seed=0), table)
     assert [len(f.test) for f in folds] == [9] * 5
-    result = run_peers_in_child(X, table.label.to_numpy(), folds, ["left", "right"], seed=0)
+    # EEGNet takes tens of seconds a fold here: measured in docs/benchmarks.md, not in the tests
+    result = run_peers_in_child(X, table.label.to_numpy(), folds, ["left", "right"], seed=0, peers=EXTRA_PEERS)
     assert len(result) == 2 * 5
     assert (result.n_train == 36).all() and (result.n_test == 9).all()
     # Measured: MiniRocket 0.78, Riemannian 0.73 mean accuracy on raw 0-4 s windows (chance 0.51).

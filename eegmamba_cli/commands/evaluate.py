@@ -23,8 +23,9 @@ def main(
     max_windows_per_dataset: Annotated[Optional[int], typer.Option(
         help="Random subset of at most N test windows per dataset and fold [default: the run's setting].")] = None,
     peers: Annotated[bool, typer.Option(
-        "--peers/--no-peers", help="Also fit MiniRocket and a Riemannian tangent-space pipeline on the same folds and "
-                                   "compare (needs: pip install \"eegmamba[peers]\"); writes peers.csv and peers.png.")] = False,
+        "--peers/--no-peers", help="Also fit peers on the same folds and compare: EEGNet always, MiniRocket and a "
+                                   "Riemannian tangent-space pipeline when pip install \"eegmamba\\[peers]\" has "
+                                   "installed them; writes peers.csv and peers.png.")] = False,
     json_out: Annotated[bool, typer.Option("--json/--no-json", help="Also print results.json to stdout.")] = False,
     allow_pickle_checkpoint: Annotated[bool, typer.Option(
         "--allow-pickle-checkpoint/--no-allow-pickle-checkpoint",

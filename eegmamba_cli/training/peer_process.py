@@ -31,12 +31,12 @@ CHILD_COMMAND = (sys.executable, "-m", "eegmamba_cli.training.peer_process")
 
 
 def run_peers_in_child(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold], class_names: Sequence[str], *,
-                       seed: int = 0, peers: Sequence[str] = PEERS,
+                       seed: int = 0, peers: Sequence[str] = PEERS, sfreq: float | None = None,
                        command: Sequence[str] = CHILD_COMMAND) -> pd.DataFrame:
     """`peers.run_peers` with the same arguments and result, computed in a child process (`command` IN OUT)."""
     with tempfile.TemporaryDirectory(prefix="eegmamba-peers-") as tmp:
         inputs, outputs = Path(tmp) / "inputs.npz", Path(tmp) / "results.csv"
-        write_inputs(inputs, X, y, folds, class_names, seed=seed, peers=peers)
+        write_inputs(inputs, X, y, folds, class_names, seed=seed, peers=peers, sfreq=sfreq)
         done = subprocess.run([*command, str(inputs), str(outputs)], capture_output=True, text=True,
                               env=python_child_env())
         error = _error_path(outputs)
@@ -50,12 +50,12 @@ def run_peers_in_child(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold], clas
 
 
 def write_inputs(path: Path, X, y, folds: Sequence[Fold], class_names: Sequence[str], *, seed: int,
-                 peers: Sequence[str]) -> None:
+                 peers: Sequence[str], sfreq: float | None = None) -> None:
     arrays = {"X": np.asarray(X), "y": np.asarray(y)}
     for i, fold in enumerate(folds):
         arrays |= {f"fold{i}_train": fold.train, f"fold{i}_val": fold.val, f"fold{i}_test": fold.test}
     meta = dict(fold_numbers=[int(f.number) for f in folds], class_names=list(class_names), seed=int(seed),
-                peers=list(peers))
+                peers=list(peers), sfreq=None if sfreq is None else float(sfreq))
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     np.savez(path, **arrays)
 
@@ -76,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     inputs, outputs = (Path(a) for a in (sys.argv[1:] if argv is None else argv))
     X, y, folds, meta = read_inputs(inputs)
     try:
-        table = run_peers(X, y, folds, meta["class_names"], seed=meta["seed"], peers=meta["peers"])
+        table = run_peers(X, y, folds, meta["class_names"], seed=meta["seed"], peers=meta["peers"],
+                          sfreq=meta.get("sfreq"))
     except PeersUnavailable as err:
         _error_path(outputs).write_text(json.dumps({"kind": "unavailable", "message": str(err)}))
         return 3

@@ -1,7 +1,9 @@
 """`evaluate --peers`: the peer baselines (peers.py) on exactly EEGMamba's folds, side by side with it.
 
-For each dataset and each evaluated fold, MiniRocket and the Riemannian pipeline are fitted on the fold's
-training and validation windows and scored on its test windows, the rows `evaluate` rebuilt for EEGMamba.
+For each dataset and each evaluated fold, the peers are fitted on the fold's training and validation
+windows and scored on its test windows, the rows `evaluate` rebuilt for EEGMamba. EEGNet always runs;
+MiniRocket and the Riemannian pipeline run when the `peers` extra is installed, and are otherwise skipped
+with one warning line before anything is computed.
 EEGMamba's fit time is its training time for the fold (the sum of the epochs' `time_s` in metrics.jsonl,
 validation passes excluded); in a multi-task run that time covers every dataset of the run together.
 
@@ -15,15 +17,16 @@ import json
 
 import numpy as np
 import pandas as pd
+from rich.markup import escape
 from rich.table import Table
 
-from ..console import UserError
+from ..console import UserError, console
 from ..data.cache import WindowCache
 from ..fileio import atomic_write_bytes, atomic_writer
 from .metrics import mean_std
 from .paper import DISPLAY_NAMES
 from .peer_process import run_peers_in_child
-from .peers import PeersUnavailable, check_installed
+from .peers import INSTALL_HINT, PeersUnavailable, installed_peers, missing_libraries
 from .protocols import Fold
 from .run_folder import RunFolder
 from .splits import DatasetFolds
@@ -34,36 +37,43 @@ EEGMAMBA = "eegmamba"
 
 
 def check_peers_installed() -> None:
-    """One line naming the extra when a peer's library is missing."""
-    try:
-        check_installed()
-    except PeersUnavailable as err:
-        raise UserError(f"evaluate --peers: {err}") from None
+    """One warning line naming the peers skipped for a missing library and the extra that brings them;
+    EEGNet needs none, so some peer always runs."""
+    missing = missing_libraries()
+    if missing:
+        libraries = ", ".join(sorted(set(missing.values())))
+        message = (f"evaluate --peers: skipping {', '.join(missing)} ({libraries} not installed; {INSTALL_HINT}); "
+                   f"running {', '.join(installed_peers())}")
+        console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def compare_peers(run_folder: RunFolder, caches: dict[str, WindowCache], folds_of: dict[str, DatasetFolds],
                   eegmamba_rows: list[dict], *, seed: int) -> dict:
     """Fit the peers on the folds EEGMamba was evaluated on; write peers.csv and peers.png; return the
-    per-fold rows and the summary for results.json."""
+    per-fold rows, the summary and the peers skipped for a missing library, for results.json."""
+    peers = installed_peers()
     frames = [_eegmamba_rows(run_folder, folds_of, eegmamba_rows)]
     for name, cache in caches.items():
         numbers = sorted({r["fold"] for r in eegmamba_rows if r["dataset"] == name})
         if numbers:
-            frames.append(_peer_rows(cache, [folds_of[name].splits[n] for n in numbers], numbers, seed))
+            frames.append(_peer_rows(cache, [folds_of[name].splits[n] for n in numbers], numbers, seed, peers))
     table = pd.concat(frames, ignore_index=True)[list(COLUMNS)]
     atomic_write_bytes(run_folder.peers_csv, table.to_csv(index=False, na_rep="NaN").encode())
     summary = summarise(table)
     save_peers_png(run_folder.peers_png, summary)
-    return dict(per_fold=json.loads(table.to_json(orient="records")), summary=summary)
+    return dict(per_fold=json.loads(table.to_json(orient="records")), summary=summary,
+                skipped=missing_libraries())
 
 
-def _peer_rows(cache: WindowCache, splits: list, numbers: list[int], seed: int) -> pd.DataFrame:
+def _peer_rows(cache: WindowCache, splits: list, numbers: list[int], seed: int,
+               peers: tuple[str, ...]) -> pd.DataFrame:
     # The peers read one array: every window any of these folds uses, once, in manifest order.
     used = np.unique(np.concatenate([np.concatenate([s.train, s.val, s.test]) for s in splits]))
     at = lambda rows: np.searchsorted(used, rows)  # noqa: E731  manifest rows -> positions in `used`
     folds = [Fold(n, at(s.train), at(s.val), at(s.test)) for n, s in zip(numbers, splits)]
     try:
-        found = run_peers_in_child(cache.windows(used), cache.labels[used], folds, cache.class_names, seed=seed)
+        found = run_peers_in_child(cache.windows(used), cache.labels[used], folds, cache.class_names, seed=seed,
+                                   peers=peers, sfreq=cache.info.get("sfreq"))
     except PeersUnavailable as err:  # installed, yet the import failed in the child
         raise UserError(f"evaluate --peers: {err}") from None
     found = found.rename(columns={"peer": "method"})
