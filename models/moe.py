@@ -24,6 +24,20 @@ import torch.nn.functional as F
 from .config import MoEConfig
 
 
+def padded_rows(n: int) -> int:
+    """The row count an expert runs on for `n` routed rows in CPU inference: n rounded up to one of at most
+    8 sizes per power of two (at most 1/8 more rows), never below 64.
+
+    Why: PyTorch's CPU matrix products build and cache a kernel per matrix shape (oneDNN's primitive
+    cache), and the experts see a different row count in almost every batch, so a long recording filled
+    that cache: a multitask model's memory grew with the length of the night. A few sizes keep the cache
+    small. Zero rows appended to an expert's input give rows of output that are dropped."""
+    if n <= 64:
+        return 64
+    step = 1 << (n.bit_length() - 4)  # n in [2^k, 2^(k+1)) -> multiples of 2^(k-3)
+    return -(-n // step) * step
+
+
 class Expert(nn.Module):
     """Linear(D, 2D) -> GELU -> Linear(2D, D), no dropout (the paper's expert figure; GELU is our reading)."""
 
@@ -78,9 +92,13 @@ class TaskAwareMoE(nn.Module):
         stays fp32, and index_add needs one dtype. In place: the out-of-place index_add copied the whole
         (M, D) sum once per expert, and its backward needs only the contributions' rows, not `out`."""
         out = torch.zeros_like(x)  # (M, D)
+        pad = x.device.type == "cpu" and not torch.is_grad_enabled()  # inference on a CPU: see padded_rows
         for j, expert in enumerate(self.experts):
             token, slot = torch.where(top_idx == j)  # tokens that picked expert j, and in which top-k slot
-            contribution = expert(x[token]) * top_w[token, slot, None]  # (m_j, D)
+            rows = x[token]  # (m_j, D)
+            if pad:
+                rows = F.pad(rows, (0, 0, 0, padded_rows(len(token)) - len(token)))  # (m_pad, D), zeros after
+            contribution = expert(rows)[: len(token)] * top_w[token, slot, None]  # (m_j, D)
             out.index_add_(0, token, contribution.to(out.dtype))
         return out
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from models import MoEBlock, MoEConfig, TaskAwareMoE
+from models.moe import padded_rows
 
 
 
@@ -51,6 +52,32 @@ def test_dense_equals_sparse(train):
     dense, aux_d = moe(x, task)
     torch.testing.assert_close(sparse, dense, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(aux_s["balance"], aux_d["balance"])
+
+
+def test_padded_rows_takes_few_sizes_and_wastes_at_most_an_eighth():
+    assert [padded_rows(n) for n in (0, 1, 64, 65, 100, 128, 129, 1000, 30000)] == [
+        64, 64, 64, 72, 104, 128, 144, 1024, 30720]
+    sizes = {padded_rows(n) for n in range(1, 70_000)}
+    assert len(sizes) == 82  # the shapes an expert can see at inference, whatever the recording's length
+    assert all(n <= padded_rows(n) <= max(64, n + n / 8) for n in range(1, 70_000))
+
+
+def test_cpu_inference_pads_expert_rows_and_matches_the_dense_oracle_in_float64():
+    """Under no_grad on a CPU each expert runs on zero-padded rows (padded_rows); the padding rows' outputs
+    are dropped, so the result equals the dense oracle's to float64 rounding."""
+    moe = make(seed=3).double().eval()
+    x, task = torch.randn(3, 37, D_MODEL, dtype=torch.float64), torch.randn(D_MODEL, dtype=torch.float64)
+    seen = []
+    hooks = [e.fc1.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0])) for e in moe.experts]
+    with torch.no_grad():
+        sparse, _ = moe(x, task)
+        moe.dense = True
+        dense, _ = moe(x, task)
+    for h in hooks:
+        h.remove()
+    routed = [int((moe.route(x.reshape(-1, D_MODEL), task)[0] == j).sum()) for j in range(8)]
+    assert seen[:8] == [padded_rows(m) for m in routed] and seen[8:] == [3 * 37] * 8  # sparse, then dense
+    torch.testing.assert_close(sparse, dense, atol=1e-12, rtol=1e-12)
 
 
 def test_sparse_gradients_equal_dense_in_float64():
