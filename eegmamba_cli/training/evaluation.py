@@ -74,10 +74,10 @@ def evaluate_run(cfg: EvalConfig) -> dict:
         raise ConfigError(f"{{select}} must be one of {', '.join(SELECTIONS)}", got=repr(cfg.select))
     run_folder = RunFolder(cfg.run_dir)
     run_folder.read()  # refuse a folder that is no run before creating a lock file in it
-    if cfg.peers:  # a missing extra is one line before anything is computed or written
-        from .peer_report import check_peers_installed
+    if cfg.peers:  # peers skipped for a missing extra: one warning line before anything is computed
+        from .peer_report import warn_skipped_peers
 
-        check_peers_installed()
+        warn_skipped_peers()
     device = resolve_device(cfg.device)
     with run_folder.lock("eegmamba evaluate"):
         return _evaluate(cfg, run_folder, run_folder.read(), device)

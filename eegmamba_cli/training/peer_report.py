@@ -36,7 +36,7 @@ COLUMNS = ("dataset", "method", "fold", *SCORES, "fit_seconds", "n_train", "n_te
 EEGMAMBA = "eegmamba"
 
 
-def check_peers_installed() -> None:
+def warn_skipped_peers() -> None:
     """One warning line naming the peers skipped for a missing library and the extra that brings them;
     EEGNet needs none, so some peer always runs."""
     missing = missing_libraries()

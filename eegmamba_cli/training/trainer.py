@@ -292,8 +292,7 @@ class FoldTrainer:
         self.model = EEGMamba(ctx.mconfig, [dataset_spec(c) for c in ctx.caches.values()])
         groups = None
         if ctx.parent is not None:  # on the CPU, before the move: the parent's tensors are CPU tensors
-            kept = transfer.kept_datasets(ctx.parent, list(self.model.datasets),
-                                          [dataset_record(c) for c in ctx.caches.values()])
+            kept = transfer.kept_datasets(ctx.parent, list(self.model.datasets), ctx.dataset_records())
             loaded = transfer.initialise(self.model, ctx.parent, kept, ctx.cfg.freeze)
             groups = transfer.param_groups(self.model, ctx.cfg.weight_decay, loaded, ctx.cfg.pretrained_lr_factor)
         self.model = self.model.to(ctx.device)
