@@ -22,6 +22,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from . import ops
 from .config import MambaConfig
@@ -109,6 +110,24 @@ class BiMamba(nn.Module):
                               reverse=True, lengths=lengths)
         return project(self.out_proj.weight, y).transpose(1, 2)  # (B, L, D), a view of (B, D, L)
 
+    def at(self, hidden, at, lengths=None):
+        """The mixer's output at one position per row, at (B,) -> (B, D); the same numbers as
+        `forward(hidden, lengths)[rows, at]` up to rounding, for when no other position is read.
+
+        The forward scan is causal, so it runs on the prefix up to the last wanted position (one token for
+        a class token in front); the backward scan still needs every token after it. The gate and the output
+        projection, per position, run on the wanted rows only: (y_f + y_b)[at] * SiLU(z[at])."""
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        w_x, w_z = self.in_proj.weight.chunk(2, dim=0)  # (E, D) each
+        x = project(w_x, hidden.transpose(1, 2))  # (B, E, L)
+        end = int(at.max()) + 1
+        y = self._ssm(x[..., :end].contiguous(), None, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)[rows, :, at]
+        if self.bidirectional:  # (B, E)
+            y = y + self._ssm(x, None, self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_log_b, self.D_b,
+                              reverse=True, lengths=lengths)[rows, :, at]
+        gate = F.silu(F.linear(hidden[rows, at], w_z))  # (B, E)
+        return F.linear(y * gate, self.out_proj.weight)  # (B, D)
+
 
 class BiMambaBlock(nn.Module):
     """LN -> BiMamba -> residual on the un-normalised input. Same layout as mamba_ssm's Block(norm, mixer)."""
@@ -120,3 +139,6 @@ class BiMambaBlock(nn.Module):
 
     def forward(self, x, lengths=None):  # (B, L, D) -> (B, L, D)
         return x + self.mixer(self.norm(x), lengths)
+
+    def at(self, x, at, lengths=None):  # (B, L, D), at (B,) -> (B, D): the output at one position per row
+        return x[torch.arange(x.shape[0], device=x.device), at] + self.mixer.at(self.norm(x), at, lengths)

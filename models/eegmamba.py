@@ -32,6 +32,13 @@ class EEGMambaLayer(nn.Module):
             return x, None
         return self.moe(x, task, mask)
 
+    def at(self, x, at, lengths=None, task=None):  # (B, L, D), at (B,) -> (B, D), no auxiliary losses
+        """The layer's output at one position per row (the MoE is per token: it runs on those rows only)."""
+        x = self.bimamba.at(x, at, lengths)  # (B, D)
+        if self.moe is None:
+            return x
+        return self.moe(x[:, None], task)[0][:, 0]
+
 
 class DatasetRouter(nn.Module):
     """Shared by EEGMamba and the Transformer baseline: dataset lookup and input checks."""
@@ -48,6 +55,10 @@ class DatasetRouter(nn.Module):
         if not 0 <= int(dataset) < len(self.datasets):
             raise ValueError(f"dataset index {dataset} out of range 0..{len(self.datasets) - 1}")
         return int(dataset)
+
+    def classify(self, x, dataset: str | int, lengths=None):
+        """Logits only (B, K_i), the inference loop's entry; a model may skip work no logit depends on."""
+        return self(x, dataset, lengths)[0]
 
     def check_input(self, x, index: int, lengths) -> None:
         spec = self.datasets[index]
@@ -96,14 +107,7 @@ class EEGMamba(DatasetRouter):
 
     def forward(self, x, dataset: str | int, lengths=None):
         """x (B, C_i, L), lengths (B,) valid samples of a right-padded batch -> logits (B, K_i), aux."""
-        i = self.dataset_index(dataset)
-        self.check_input(x, i, lengths)
-        tokens, n = self.st(x, i, lengths)  # (B, N+1, D), (B,) valid tokens or None
-        cls_at = self._class_token_positions(tokens, n)  # (B,)
-        if self.config.cls_position == "last":
-            tokens = move_class_token_last(tokens, cls_at)
-        mask = None if n is None else length_mask(n, tokens.shape[1])  # (B, N+1)
-        task = None if self.task_tokens is None else self.task_tokens[i]  # (D,)
+        i, tokens, n, cls_at, mask, task = self._tokens(x, dataset, lengths)
         balance, z = [], []
         for layer in self.layers:
             tokens, aux = layer(tokens, n, mask, task)  # (B, N+1, D)
@@ -115,6 +119,36 @@ class EEGMamba(DatasetRouter):
         cls = tokens[torch.arange(tokens.shape[0], device=tokens.device), cls_at]  # (B, D)
         logits = self.heads[i](self.norm_f(cls))  # (B, K_i)
         return logits, {"balance": _mean(balance, tokens), "z": _mean(z, tokens)}
+
+    def classify(self, x, dataset: str | int, lengths=None):
+        """Logits only, (B, K_i): `forward(...)[0]` up to rounding, computed in a cheaper order.
+
+        Only the class token of the last layer reaches the head, so that layer runs at the class token
+        alone (`EEGMambaLayer.at`): its forward scan on the prefix up to it, its gate, output projection and
+        MoE on one row per window. No auxiliary losses (they need every token's routing): for inference."""
+        if len(self.layers) == 0:
+            return self(x, dataset, lengths)[0]
+        i, tokens, n, cls_at, mask, task = self._tokens(x, dataset, lengths)
+        *body, last = self.layers
+        for layer in body:
+            tokens, _ = layer(tokens, n, mask, task)  # (B, N+1, D)
+            if mask is not None:
+                tokens = tokens.masked_fill(~mask[..., None], 0.0)
+        cls = last.at(tokens, cls_at, n, task)  # (B, D)
+        return self.heads[i](self.norm_f(cls))  # (B, K_i)
+
+    def _tokens(self, x, dataset, lengths):
+        """The front end and what every layer needs: dataset index, tokens (B, N+1, D), valid counts (B,) or
+        None, class token positions (B,), token mask (B, N+1) or None, task token (D,) or None."""
+        i = self.dataset_index(dataset)
+        self.check_input(x, i, lengths)
+        tokens, n = self.st(x, i, lengths)  # (B, N+1, D), (B,) valid tokens or None
+        cls_at = self._class_token_positions(tokens, n)  # (B,)
+        if self.config.cls_position == "last":
+            tokens = move_class_token_last(tokens, cls_at)
+        mask = None if n is None else length_mask(n, tokens.shape[1])  # (B, N+1)
+        task = None if self.task_tokens is None else self.task_tokens[i]  # (D,)
+        return i, tokens, n, cls_at, mask, task
 
     def _class_token_positions(self, tokens, n):
         """Index of the class token in each row: 0, or the row's last valid token when placed last."""

@@ -238,3 +238,44 @@ def test_class_token_last_with_padding_matches_rows_alone():
         batch, _ = m(x, "chbmit", lengths)
         alone = torch.cat([m(x[:1], "chbmit")[0], m(x[1:, :, :640], "chbmit")[0]])
     torch.testing.assert_close(batch, alone, atol=1e-5, rtol=1e-5)
+
+
+CLASSIFY_CONFIGS = {
+    "single-task": EEGMambaConfig(d_model=16, n_layers=2, use_moe=False),
+    "multitask": SMALL,
+    "unidirectional": ablate(SMALL, "unidirectional"),  # class token last: the forward scan runs to it
+    "one-layer": EEGMambaConfig(d_model=16, n_layers=1),
+}
+
+
+@pytest.mark.parametrize("name", list(CLASSIFY_CONFIGS))
+@pytest.mark.parametrize("padded", [False, True])
+def test_classify_equals_forward_logits(name, padded):
+    """The inference order (last layer at the class token only) is exact: float64, padded batches too."""
+    model = small_model(CLASSIFY_CONFIGS[name], [DatasetSpec("a", 3, 4), DatasetSpec("b", 2, 3)]).double().eval()
+    torch.manual_seed(1)
+    x = torch.randn(4, 2, 700, dtype=torch.float64)
+    lengths = torch.tensor([700, 512, 301, 699]) if padded else None
+    with torch.no_grad():
+        full, _ = model(x, "b", lengths)
+        fast = model.classify(x, "b", lengths)
+    assert fast.shape == (4, 3)
+    torch.testing.assert_close(fast, full, rtol=1e-12, atol=1e-12)
+
+
+def test_classify_runs_the_last_forward_scan_on_the_class_token_alone(monkeypatch):
+    """Every scan but the last layer's forward one covers all 1 + 88 + 22 tokens of a 700-sample window."""
+    from models import ops
+
+    seen = []
+    scan = ops.selective_scan_fn
+
+    def recording(u, *args, **kwargs):
+        seen.append((u.shape[-1], bool(kwargs.get("reverse", False))))
+        return scan(u, *args, **kwargs)
+
+    monkeypatch.setattr(ops, "selective_scan_fn", recording)
+    model = small_model(CLASSIFY_CONFIGS["single-task"], [DatasetSpec("a", 2, 3)]).eval()
+    with torch.no_grad():
+        model.classify(torch.randn(2, 2, 700), 0)
+    assert seen == [(111, False), (111, True), (1, False), (111, True)]

@@ -183,3 +183,21 @@ def test_grad_clip_enters_the_resume_key_only_when_set(tmp_path):
     plain = TrainConfig(out=tmp_path).resume_key()
     assert "grad_clip" not in plain  # runs from before the option resume unchanged
     assert TrainConfig(out=tmp_path, grad_clip=1.0).resume_key() == {**plain, "grad_clip": 1.0}
+
+
+def test_the_inference_loop_scores_through_classify():
+    """Validation, evaluate and predict share `inference.logits`, which asks the model for `classify`
+    (the cheaper inference order), in batches and in order."""
+    from eegmamba_cli.training.inference import window_logits
+
+    class Stub(torch.nn.Module):
+        def classify(self, x, dataset, lengths=None):  # (B, C, L) -> (B, 2): the window's mean, the dataset
+            return torch.stack([x.mean(dim=(1, 2)), torch.full((x.shape[0],), float(dataset))], dim=1)
+
+        def forward(self, x, dataset, lengths=None):
+            raise AssertionError("the inference loop must not run the training forward")
+
+    windows = np.arange(5, dtype=np.float32)[:, None, None] * np.ones((5, 2, 3), np.float32)
+    out = window_logits(Stub(), windows, 4, batch_size=2, device=torch.device("cpu"), n_classes=2,
+                        precision="fp32")
+    np.testing.assert_array_equal(out, [[0, 4], [1, 4], [2, 4], [3, 4], [4, 4]])

@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from ..data.cache import WindowCache
 from ..precision import autocast, resolve_precision
@@ -48,6 +49,7 @@ def logits(model: torch.nn.Module, batches: Iterable[np.ndarray | tuple[np.ndarr
     device = torch.device(device)
     precision = resolve_precision(precision, device)
     model.eval()
+    net = model.module if isinstance(model, DistributedDataParallel) else model  # classify is not wrapped
     out = []
     for batch in batches:
         x, lengths = batch if isinstance(batch, tuple) else (batch, None)
@@ -55,7 +57,7 @@ def logits(model: torch.nn.Module, batches: Iterable[np.ndarray | tuple[np.ndarr
         xt = xt.to(device)
         lt = None if lengths is None else torch.from_numpy(lengths).to(device)
         with autocast(device, precision):
-            batch_logits, _ = model(xt, dataset, lt)
+            batch_logits = net.classify(xt, dataset, lt)  # (B, K)
         out.append(batch_logits.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)
 
