@@ -107,6 +107,13 @@ class EEGMamba(DatasetRouter):
 
     def forward(self, x, dataset: str | int, lengths=None):
         """x (B, C_i, L), lengths (B,) valid samples of a right-padded batch -> logits (B, K_i), aux."""
+        if not self.config.use_moe and len(self.layers):  # no auxiliary losses: only the class token is read
+            zero = x.new_zeros(())
+            return self._class_logits(x, dataset, lengths), {"balance": zero, "z": zero}
+        return self._forward_all_tokens(x, dataset, lengths)
+
+    def _forward_all_tokens(self, x, dataset, lengths=None):
+        """Every layer on every token (the MoE's auxiliary losses need them; the oracle of the shortcuts)."""
         i, tokens, n, cls_at, mask, task = self._tokens(x, dataset, lengths)
         balance, z = [], []
         for layer in self.layers:
@@ -125,9 +132,13 @@ class EEGMamba(DatasetRouter):
 
         Only the class token of the last layer reaches the head, so that layer runs at the class token
         alone (`EEGMambaLayer.at`): its forward scan on the prefix up to it, its gate, output projection and
-        MoE on one row per window. No auxiliary losses (they need every token's routing): for inference."""
+        MoE on one row per window. No auxiliary losses (they need every token's routing): for inference.
+        Without MoE there are none, and `forward` itself (training included) takes this order."""
         if len(self.layers) == 0:
-            return self(x, dataset, lengths)[0]
+            return self._forward_all_tokens(x, dataset, lengths)[0]
+        return self._class_logits(x, dataset, lengths)
+
+    def _class_logits(self, x, dataset, lengths):
         i, tokens, n, cls_at, mask, task = self._tokens(x, dataset, lengths)
         *body, last = self.layers
         for layer in body:

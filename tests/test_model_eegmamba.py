@@ -257,10 +257,38 @@ def test_classify_equals_forward_logits(name, padded):
     x = torch.randn(4, 2, 700, dtype=torch.float64)
     lengths = torch.tensor([700, 512, 301, 699]) if padded else None
     with torch.no_grad():
-        full, _ = model(x, "b", lengths)
+        full, _ = model._forward_all_tokens(x, "b", lengths)
         fast = model.classify(x, "b", lengths)
+        forward, _ = model(x, "b", lengths)
     assert fast.shape == (4, 3)
     torch.testing.assert_close(fast, full, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(forward, full, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_forward_without_moe_trains_on_the_class_token_order_exactly(padded):
+    """Without MoE there are no auxiliary losses, so forward (training too) takes the class-token order:
+    the same loss and the same gradient in every parameter as every layer on every token, float64."""
+    model = small_model(CLASSIFY_CONFIGS["single-task"], [DatasetSpec("a", 2, 3)]).double()
+    torch.manual_seed(1)
+    x = torch.randn(3, 2, 700, dtype=torch.float64)
+    y = torch.tensor([0, 2, 1])
+    lengths = torch.tensor([700, 433, 650]) if padded else None
+
+    def loss_and_grads(run):
+        model.zero_grad()
+        logits, aux = run(x, 0, lengths)
+        loss = model.loss(logits, y, aux)[0]
+        loss.backward()
+        return loss.detach(), {k: p.grad.clone() for k, p in model.named_parameters()}
+
+    model.eval()  # the tokenizer's dropout off, so both runs see the same tokens
+    loss, grads = loss_and_grads(model)
+    full_loss, full_grads = loss_and_grads(model._forward_all_tokens)
+    torch.testing.assert_close(loss, full_loss, rtol=1e-12, atol=1e-12)
+    assert grads.keys() == full_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, full_grads[name], rtol=1e-9, atol=1e-12, msg=name)
 
 
 def test_classify_runs_the_last_forward_scan_on_the_class_token_alone(monkeypatch):
