@@ -124,8 +124,7 @@ class EEGMamba(DatasetRouter):
                 balance.append(aux["balance"])
                 z.append(aux["z"])
         cls = tokens[torch.arange(tokens.shape[0], device=tokens.device), cls_at]  # (B, D)
-        logits = self.heads[i](self.norm_f(cls))  # (B, K_i)
-        return logits, {"balance": _mean(balance, tokens), "z": _mean(z, tokens)}
+        return self._head(i, cls), {"balance": _mean(balance, tokens), "z": _mean(z, tokens)}
 
     def classify(self, x, dataset: str | int, lengths=None):
         """Logits only, (B, K_i): `forward(...)[0]` up to rounding, computed in a cheaper order.
@@ -145,8 +144,15 @@ class EEGMamba(DatasetRouter):
             tokens, _ = layer(tokens, n, mask, task)  # (B, N+1, D)
             if mask is not None:
                 tokens = tokens.masked_fill(~mask[..., None], 0.0)
-        cls = last.at(tokens, cls_at, n, task)  # (B, D)
-        return self.heads[i](self.norm_f(cls))  # (B, K_i)
+        return self._head(i, last.at(tokens, cls_at, n, task))
+
+    def _head(self, i: int, cls):
+        """(B, D) class tokens -> (B, K_i) logits, in fp32 even under autocast: bf16 logits (8 significant
+        bits) tie or swap windows whose scores differ by less than about 1/256 of their size, and ranking
+        metrics (AUROC) read exactly those differences. One (D x K) product per window."""
+        with torch.autocast(cls.device.type, enabled=False):
+            cls = cls if cls.dtype == torch.float64 else cls.float()
+            return self.heads[i](self.norm_f(cls))  # (B, K_i)
 
     def _tokens(self, x, dataset, lengths):
         """The front end and what every layer needs: dataset index, tokens (B, N+1, D), valid counts (B,) or

@@ -115,3 +115,17 @@ def test_causal_conv_stays_fp32_on_cpu_under_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         inside = causal_conv1d_torch(x, w, b, activation="silu")
     assert torch.equal(plain, inside)
+
+
+@pytest.mark.parametrize("name", ["single-task", "multitask"])
+def test_logits_stay_fp32_under_bf16_autocast(name):
+    """The final norm and head run in fp32: bf16 logits would carry 8 significant bits, and windows whose
+    scores differ by less would tie or swap in AUROC. Both entries (forward, classify) keep them."""
+    torch.manual_seed(0)
+    model = EEGMamba(preset(name), [DatasetSpec("a", 2, 3)]).eval()
+    x = torch.randn(4, 2, 400)
+    with torch.no_grad(), precision.autocast("cpu", "bf16"):
+        outputs = [model(x, 0)[0], model.classify(x, 0)]
+    for logits in outputs:
+        assert logits.dtype == torch.float32
+        assert (logits != logits.bfloat16().float()).any()  # not rounded to bf16 on the way
