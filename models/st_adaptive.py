@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import EEGMambaConfig
+from .ops.max_pool import max_pool1d
 from .ops.spatial_conv import spatial_conv1d
 
 # Dual-path tokenizer as read from the paper's figure (docs/design.md#tokenizer):
@@ -138,17 +139,18 @@ class TokenizerBranch(nn.Module):
         front end hands in the raw (B, C, L) input and computes spatial conv + first conv in one go)."""
         for i, (layer, geom) in enumerate(zip(self.layers, self.geometry)):
             conv = {"conv": first_conv} if i == 0 and first_conv is not None else {}
-            if lengths is None:
-                x = layer(x, **conv)
-                continue
-            pad_value = float("-inf") if isinstance(layer, nn.MaxPool1d) else 0.0
-            x = x.masked_fill(~length_mask(lengths, x.shape[-1])[:, None, :], pad_value)  # (B, D, L)
-            if geom is not None:
-                lengths = out_length(lengths, *geom)
-            if isinstance(layer, ConvGELU):  # its norm must see the valid outputs only
+            pool = isinstance(layer, nn.MaxPool1d)
+            if lengths is not None:
+                x = x.masked_fill(~length_mask(lengths, x.shape[-1])[:, None, :],
+                                  float("-inf") if pool else 0.0)  # (B, D, L)
+                if geom is not None:
+                    lengths = out_length(lengths, *geom)
+            if pool:  # the module's own geometry, through the op with the compiled training path
+                x = max_pool1d(x, *geom)
+            elif isinstance(layer, ConvGELU) and lengths is not None:  # its norm sees the valid outputs only
                 x = layer(x, length_mask(lengths, out_length(x.shape[-1], *geom)), **conv)
             else:
-                x = layer(x)
+                x = layer(x, **conv)
         if lengths is not None:  # leave zeros, not -inf or garbage, beyond each row's tokens
             x = x.masked_fill(~length_mask(lengths, x.shape[-1])[:, None, :], 0.0)
         return x.transpose(1, 2), lengths  # (B, N, D), (B,) or None

@@ -1,4 +1,5 @@
-"""The compiled CPU ops: build `csrc/*.c` (the selective scan, the causal depthwise conv) into one library
+"""The compiled CPU ops: build `csrc/*.c` (the selective scan, the causal depthwise conv, max pooling for
+training) into one library
 on first use, load it with ctypes.
 
 Why plain C + gcc + ctypes (and not a torch C++ extension or numba): the source has no torch
@@ -30,7 +31,7 @@ from pathlib import Path
 import torch
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES = (CSRC / "selective_scan.c", CSRC / "causal_conv1d.c")
+SOURCES = (CSRC / "selective_scan.c", CSRC / "causal_conv1d.c", CSRC / "max_pool1d.c")
 HEADERS = (CSRC / "fast_math.h",)
 
 # -ffast-math lets GCC call glibc's vector expf/log1pf (libmvec) from `#pragma omp simd` loops;
@@ -154,6 +155,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.cc_fwd_f32.restype = i32
     lib.cc_bwd_f32.argtypes = [p] * 8 + [i64] * 4 + [i32, i32]
     lib.cc_bwd_f32.restype = i32
+    lib.mp_fwd_f32.argtypes = [p] * 3 + [i64] * 6 + [i32]
+    lib.mp_fwd_f32.restype = i32
+    lib.mp_bwd_f32.argtypes = [p] * 3 + [i64] * 3 + [i32]
+    lib.mp_bwd_f32.restype = i32
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:
@@ -259,3 +264,26 @@ def conv_backward(x, weight, bias, dout, silu: bool, rev_len=None):
     if rc != 0:
         raise MemoryError("causal conv kernel: out of memory for its per-thread buffers")
     return dx, dw_row.sum(0), db_row.sum(0)
+
+
+def pool_forward(x, kernel: int, stride: int, padding: int):
+    """out (R, L_out) and int64 indices (R, L_out) of 1-D max pooling over the rows of x (R, L)."""
+    lib = load()
+    _check(x, "x")
+    rows, length = x.shape
+    out_len = (length + 2 * padding - kernel) // stride + 1
+    out = x.new_empty(rows, out_len)
+    idx = torch.empty(rows, out_len, dtype=torch.int64)
+    lib.mp_fwd_f32(_ptr(x), _ptr(out), _ptr(idx), rows, length, out_len, kernel, stride, padding,
+                   torch.get_num_threads())
+    return out, idx
+
+
+def pool_backward(dout, idx, length: int):
+    """dx (R, L): each output's gradient added at the input position it took its maximum from."""
+    lib = load()
+    _check(dout, "dout")
+    rows, out_len = dout.shape
+    dx = dout.new_empty(rows, length)
+    lib.mp_bwd_f32(_ptr(dout), _ptr(idx), _ptr(dx), rows, length, out_len, torch.get_num_threads())
+    return dx
