@@ -33,6 +33,11 @@ class DistInfo:
         return self.rank == 0
 
 
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DistributedDataParallel wrapper (the model itself when not wrapped)."""
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
 def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
     """"auto" (CUDA when available), "cpu" or "cuda"; under torchrun each local rank gets its own GPU."""
     if choice == "auto":

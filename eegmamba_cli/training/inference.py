@@ -14,12 +14,12 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from ..data.cache import WindowCache
 from ..precision import autocast, resolve_precision
 from .augment import centre_crop
 from .batches import BatchReader
+from .distributed import unwrap
 
 
 def crop_for(record: dict) -> int:
@@ -49,7 +49,7 @@ def logits(model: torch.nn.Module, batches: Iterable[np.ndarray | tuple[np.ndarr
     device = torch.device(device)
     precision = resolve_precision(precision, device)
     model.eval()
-    net = model.module if isinstance(model, DistributedDataParallel) else model  # classify is not wrapped
+    net = unwrap(model)  # classify is not DDP's to wrap
     out = []
     for batch in batches:
         x, lengths = batch if isinstance(batch, tuple) else (batch, None)

@@ -51,7 +51,7 @@ from .batches import BatchReader
 from .config import TrainConfig, check_dataset_count, model_config, parse_folds, protocol_settings, resolve_recipe
 from .data import dataset_record, dataset_spec, resolve_datasets
 from .distributed import (DistInfo, all_reduce_sum, barrier, entered_on_main, init_from_env, ranks_in_sync,
-                          resolve_device, shutdown)
+                          resolve_device, shutdown, unwrap)
 from .environment import environment
 from .events import EpochMetrics, FoldPlan, OnEpoch, epoch_line
 from ..precision import autocast, recorded_precision, resolve_precision
@@ -68,10 +68,6 @@ from .validation import selection_loss, validation_sums
 __all__ = ["TrainConfig", "model_config", "train", "train_step", "make_optimizer", "FoldTrainer", "RunContext"]
 
 ADAMW_BETAS, ADAMW_EPS = (0.9, 0.999), 1e-8
-
-
-def unwrap(model: torch.nn.Module) -> EEGMamba:
-    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def make_optimizer(model: EEGMamba, lr: float, weight_decay: float,
