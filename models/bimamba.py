@@ -37,6 +37,10 @@ def project(weight, x):
     return torch.bmm(weight.expand(x.shape[0], -1, -1), x)
 
 
+# Each direction's own parameters, named as mamba_ssm names them; the backward direction's carry "_b".
+DIRECTION_PARAMS = ("conv1d", "x_proj", "dt_proj", "A_log", "D")
+
+
 def _fp32_or_wider(t):
     """mamba_ssm runs A, D and the dt bias in fp32 under half precision; fp64 stays fp64 (exact tests)."""
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
@@ -78,16 +82,18 @@ class BiMamba(nn.Module):
         D = nn.Parameter(torch.ones(e))
         A_log._no_weight_decay = True
         D._no_weight_decay = True
-        for name, value in (("conv1d", conv1d), ("x_proj", x_proj), ("dt_proj", dt_proj), ("A_log", A_log),
-                            ("D", D)):
+        for name, value in zip(DIRECTION_PARAMS, (conv1d, x_proj, dt_proj, A_log, D)):
             setattr(self, name + suffix, value)
 
-    def _ssm(self, x, z, conv1d, x_proj, dt_proj, A_log, D, reverse=False, lengths=None):
+    def _ssm(self, x, z, reverse=False, lengths=None):
         """One direction: causal conv + SiLU, then the selective scan gated by SiLU(z). x, z (B, E, L) ->
-        (B, E, L). `reverse`: the backward direction, each row reversed within `lengths` inside the ops.
+        (B, E, L). `reverse`: the backward direction (its `_b` parameters), each row reversed within
+        `lengths` inside the ops.
 
         Channel-first throughout: every projection is a batched matmul (`project`), whose output is
         already the (B, ·, L) layout the scan reads, so no (B, L, E) -> (B, E, L) copy is made."""
+        conv1d, x_proj, dt_proj, A_log, D = (getattr(self, name + ("_b" if reverse else ""))
+                                             for name in DIRECTION_PARAMS)
         x = ops.causal_conv1d_fn(x, conv1d.weight.squeeze(1), conv1d.bias, activation="silu",
                                  reverse=reverse, lengths=lengths)  # (B, E, L)
         x_dbl = project(x_proj.weight, x)  # (B, R + 2N, L)
@@ -104,10 +110,9 @@ class BiMamba(nn.Module):
         x = project(w_x, tokens)  # (B, E, L), contiguous
         z = project(w_z, tokens)  # (B, E, L)
         # (y_f + y_b) * SiLU(z), computed as y_f SiLU(z) + y_b SiLU(z): each scan applies the gate itself.
-        y = self._ssm(x, z, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)  # (B, E, L)
+        y = self._ssm(x, z)  # (B, E, L)
         if self.bidirectional:  # summed, not averaged
-            y = y + self._ssm(x, z, self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_log_b, self.D_b,
-                              reverse=True, lengths=lengths)
+            y = y + self._ssm(x, z, reverse=True, lengths=lengths)
         return project(self.out_proj.weight, y).transpose(1, 2)  # (B, L, D), a view of (B, D, L)
 
     def at(self, hidden, at, lengths=None):
@@ -121,10 +126,9 @@ class BiMamba(nn.Module):
         w_x, w_z = self.in_proj.weight.chunk(2, dim=0)  # (E, D) each
         x = project(w_x, hidden.transpose(1, 2))  # (B, E, L)
         end = int(at.max()) + 1
-        y = self._ssm(x[..., :end].contiguous(), None, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)[rows, :, at]
-        if self.bidirectional:  # (B, E)
-            y = y + self._ssm(x, None, self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_log_b, self.D_b,
-                              reverse=True, lengths=lengths)[rows, :, at]
+        y = self._ssm(x[..., :end].contiguous(), None)[rows, :, at]  # (B, E)
+        if self.bidirectional:
+            y = y + self._ssm(x, None, reverse=True, lengths=lengths)[rows, :, at]
         gate = F.silu(F.linear(hidden[rows, at], w_z))  # (B, E)
         return F.linear(y * gate, self.out_proj.weight)  # (B, D)
 
