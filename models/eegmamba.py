@@ -115,14 +115,8 @@ class EEGMamba(DatasetRouter):
     def _forward_all_tokens(self, x, dataset, lengths=None):
         """Every layer on every token (the MoE's auxiliary losses need them; the oracle of the shortcuts)."""
         i, tokens, n, cls_at, mask, task = self._tokens(x, dataset, lengths)
-        balance, z = [], []
-        for layer in self.layers:
-            tokens, aux = layer(tokens, n, mask, task)  # (B, N+1, D)
-            if mask is not None:  # pads carry no stale values from layer to layer
-                tokens = tokens.masked_fill(~mask[..., None], 0.0)
-            if aux is not None:
-                balance.append(aux["balance"])
-                z.append(aux["z"])
+        tokens, auxes = _every_token(self.layers, tokens, n, mask, task)  # (B, N+1, D)
+        balance, z = [aux["balance"] for aux in auxes], [aux["z"] for aux in auxes]
         cls = tokens[torch.arange(tokens.shape[0], device=tokens.device), cls_at]  # (B, D)
         return self._head(i, cls), {"balance": _mean(balance, tokens), "z": _mean(z, tokens)}
 
@@ -140,10 +134,7 @@ class EEGMamba(DatasetRouter):
     def _class_logits(self, x, dataset, lengths):
         i, tokens, n, cls_at, mask, task = self._tokens(x, dataset, lengths)
         *body, last = self.layers
-        for layer in body:
-            tokens, _ = layer(tokens, n, mask, task)  # (B, N+1, D)
-            if mask is not None:
-                tokens = tokens.masked_fill(~mask[..., None], 0.0)
+        tokens, _ = _every_token(body, tokens, n, mask, task)  # (B, N+1, D)
         return self._head(i, last.at(tokens, cls_at, n, task))
 
     def _head(self, i: int, cls):
@@ -192,6 +183,18 @@ def move_class_token_last(tokens, last):
     last = last[:, None]  # (B, 1)
     src = torch.where(t < last, t + 1, torch.where(t == last, torch.zeros_like(t), t))  # (B, T)
     return tokens.gather(1, src[..., None].expand(-1, -1, tokens.shape[2]))  # (B, T, D)
+
+
+def _every_token(layers, tokens, n, mask, task):
+    """Each of `layers` on every token, tokens (B, N+1, D) -> (B, N+1, D), and the MoE layers' aux losses."""
+    auxes = []
+    for layer in layers:
+        tokens, aux = layer(tokens, n, mask, task)  # (B, N+1, D)
+        if mask is not None:  # pads carry no stale values from layer to layer
+            tokens = tokens.masked_fill(~mask[..., None], 0.0)
+        if aux is not None:
+            auxes.append(aux)
+    return tokens, auxes
 
 
 def _mean(values, like):
